@@ -1,0 +1,57 @@
+"""Settings: built once at the edge (CLI, server, ``modelkeep.open``) and passed down.
+
+Library code never reads the environment; only :meth:`Settings.from_env` does.
+
+Environment variables:
+
+``MODELKEEP_HOME``   home folder of the embedded registry (default ``~/.modelkeep``)
+``MODELKEEP_URI``    database URL (default ``sqlite:///$MODELKEEP_HOME/registry.db``)
+``MODELKEEP_STORE``  store URL (default ``file://$MODELKEEP_HOME/store``)
+``MODELKEEP_USER``   actor name recorded on every change (default: the OS user)
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+__all__ = ["Settings"]
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    home: Path
+    db_url: str
+    store_url: str
+    user: str
+
+    @classmethod
+    def for_home(cls, home: str | Path, *, user: str | None = None) -> Settings:
+        home = Path(home).expanduser().absolute()
+        return cls(
+            home=home,
+            db_url=f"sqlite:///{home / 'registry.db'}",
+            store_url=f"file://{home / 'store'}",
+            user=user or _os_user(),
+        )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: str | None) -> Settings:
+        """Settings from environment variables; explicit ``overrides`` win."""
+        env = os.environ if env is None else env
+        home = overrides.get("home") or env.get("MODELKEEP_HOME") or "~/.modelkeep"
+        s = cls.for_home(home)
+        db_url = overrides.get("db_url") or env.get("MODELKEEP_URI") or s.db_url
+        store_url = overrides.get("store_url") or env.get("MODELKEEP_STORE") or s.store_url
+        user = overrides.get("user") or env.get("MODELKEEP_USER") or s.user
+        return replace(s, db_url=db_url, store_url=store_url, user=user)
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (containers)
+        return "unknown"

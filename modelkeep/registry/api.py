@@ -1,0 +1,212 @@
+"""The Registry interface: the one contract every implementation satisfies.
+
+Docstrings live here and only here; implementations document deviations only.
+Implementations: ``EmbeddedRegistry`` (database URL + store, in process).
+A remote implementation over HTTP will satisfy the same interface.
+
+Refs accepted wherever a version is named (``ref`` arguments)::
+
+    fraud@1.4.0                 exact semantic version
+    fraud@blake3:ab12cd         digest prefix (at least 6 hex digits) of the version
+    fraud@production            alias
+    fraud@latest  or  fraud     newest version
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from modelkeep.registry.types import (
+    Alias,
+    AliasMove,
+    Artifact,
+    Direction,
+    DiskUsage,
+    FsckReport,
+    GcReport,
+    Kind,
+    LineageNode,
+    TagChange,
+    Version,
+    VersionDiff,
+)
+
+__all__ = ["Registry", "Progress", "RefLike", "RefsLike"]
+
+Progress = Callable[[int], None]
+"""Called with a number of bytes just processed (push and pull progress)."""
+
+RefLike = str
+RefsLike = str | Sequence[str] | None
+
+
+class Registry(abc.ABC):
+    """Artifacts, immutable versions, aliases, tags and lineage over a chunk store."""
+
+    # -- versions --------------------------------------------------------------
+
+    @abc.abstractmethod
+    def push(
+        self,
+        path: str | Path,
+        name: str,
+        *,
+        kind: Kind | str | None = None,
+        message: str = "",
+        params: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        tags: Mapping[str, str] | None = None,
+        derived_from: RefsLike = None,
+        trained_on: RefsLike = None,
+        evaluated_on: RefsLike = None,
+        contains: RefsLike = None,
+        variant_of: RefsLike = None,
+        version: str | None = None,
+        major: bool = False,
+        progress: Progress | None = None,
+    ) -> Version:
+        """Store the file or directory at ``path`` as a new version of artifact ``name``.
+
+        Creates the artifact on first push (``kind`` defaults to ``generic``; a later
+        push with a different kind raises KindMismatch). Chunks are written and made
+        durable before the version row is committed, in one transaction, so a push
+        killed at any moment leaves no visible version. Provenance (git, python,
+        packages, OS, hardware, host) is captured automatically.
+
+        Semantic version: 1.0.0 first; changed files bump minor; metadata only
+        (params, metrics, kind, lineage) bumps patch; ``major=True`` bumps major;
+        ``version="2.0.0"`` is taken when higher than every existing version.
+        When files and metadata equal the latest version's, no version is made and
+        the latest version is returned unchanged.
+
+        Lineage refs (``derived_from`` etc.) must resolve to existing versions.
+
+        Raises: InvalidName, InvalidPath (absolute/escaping symlink, unreadable path),
+        InvalidVersion, VersionExists, KindMismatch, VersionNotFound (lineage ref).
+        """
+
+    @abc.abstractmethod
+    def pull(self, ref: RefLike, dest: str | Path, *, progress: Progress | None = None) -> Version:
+        """Write the files of ``ref`` under directory ``dest`` (created if absent).
+
+        Every chunk is verified before it is written; each file appears under its final
+        name only once complete and verified (temp name + rename). Existing files with
+        the same names are replaced. Raises CorruptData naming the file on a bad chunk.
+        """
+
+    @abc.abstractmethod
+    def get(self, ref: RefLike) -> Version:
+        """Resolve ``ref`` to a version. Raises ArtifactNotFound, VersionNotFound, AliasNotFound, AmbiguousRef."""
+
+    @abc.abstractmethod
+    def files(self, ref: RefLike) -> list[tuple[str, int]]:
+        """(path, size) of each file of the version, sorted by path."""
+
+    @abc.abstractmethod
+    def versions(self, name: str, *, limit: int | None = None, offset: int = 0) -> list[Version]:
+        """Versions of artifact ``name``, newest (highest semver) first."""
+
+    @abc.abstractmethod
+    def artifacts(self, *, namespace: str | None = None, kind: Kind | str | None = None) -> list[Artifact]:
+        """Every artifact, sorted by name, optionally only one namespace or kind."""
+
+    @abc.abstractmethod
+    def artifact(self, name: str) -> Artifact:
+        """One artifact. Raises ArtifactNotFound."""
+
+    # -- aliases and tags ------------------------------------------------------------
+
+    @abc.abstractmethod
+    def set_alias(
+        self, name: str, alias: str, version: RefLike, *, reason: str = "", expected: str | None = None
+    ) -> AliasMove:
+        """Point ``alias`` of artifact ``name`` at ``version`` (a ref or bare semver).
+
+        Every move is recorded with actor, time, previous target and reason. With
+        ``expected`` (a semver, or "" for "alias must not exist") the move is a
+        compare-and-set and raises ConflictError when the alias points elsewhere.
+        Reserved names (``latest``, semvers, digests) raise InvalidName.
+        """
+
+    @abc.abstractmethod
+    def remove_alias(self, name: str, alias: str, *, reason: str = "") -> AliasMove:
+        """Remove ``alias``; the removal is recorded in its history. Raises AliasNotFound."""
+
+    @abc.abstractmethod
+    def aliases(self, name: str) -> list[Alias]:
+        """Current aliases of artifact ``name``, sorted by alias name."""
+
+    @abc.abstractmethod
+    def alias_history(self, name: str, alias: str | None = None) -> list[AliasMove]:
+        """Every move of ``alias`` (or of all aliases of ``name``), oldest first."""
+
+    @abc.abstractmethod
+    def alias_at(self, name: str, alias: str, at: datetime) -> str | None:
+        """The semver ``alias`` pointed to at instant ``at`` (None: it pointed nowhere)."""
+
+    @abc.abstractmethod
+    def set_tag(self, ref: RefLike, key: str, value: str | None, *, reason: str = "") -> TagChange:
+        """Set (or with ``value=None`` remove) a mutable tag on a version; recorded in history."""
+
+    @abc.abstractmethod
+    def tag_history(self, ref: RefLike, key: str | None = None) -> list[TagChange]:
+        """Every change of the version's tags (or of one key), oldest first."""
+
+    # -- lineage and comparison -------------------------------------------------------
+
+    @abc.abstractmethod
+    def lineage(
+        self, ref: RefLike, *, direction: Direction | str = Direction.UPSTREAM, depth: int | None = None
+    ) -> list[LineageNode]:
+        """Versions reachable from ``ref`` through lineage edges, transitively, breadth first.
+
+        Upstream follows edges from dependent to dependency (what made this version);
+        downstream the reverse. ``depth`` bounds the walk; each version appears once,
+        at its smallest depth.
+        """
+
+    @abc.abstractmethod
+    def diff(self, a: RefLike, b: RefLike) -> VersionDiff:
+        """Files added / removed / changed (with sizes), and params, metrics and metadata changes from a to b."""
+
+    # -- storage --------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def du(self) -> DiskUsage:
+        """Logical bytes of all versions, unique and stored bytes, dedup ratio, per artifact."""
+
+    @abc.abstractmethod
+    def fsck(self, *, progress: Progress | None = None) -> FsckReport:
+        """Re-hash every pack, chunk and file; report each problem with the versions and files it affects."""
+
+    @abc.abstractmethod
+    def gc(self, *, dry_run: bool = False, grace_seconds: float = 3600.0) -> GcReport:
+        """Delete packs and chunks no version references; repack mostly-dead packs.
+
+        Never deletes what a push in progress may reference: packs younger than
+        ``grace_seconds`` are kept and gc refuses to run while a push holds the store
+        (StoreLocked).
+        """
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release database connections and store handles."""
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- conveniences built on the abstract methods -------------------------------------
+
+    def alias_target(self, name: str, alias: str) -> Version:
+        """The version ``alias`` points at now."""
+        return self.get(f"{name}@{alias}")
+
+    def resolve_many(self, refs: Iterable[RefLike]) -> list[Version]:
+        return [self.get(r) for r in refs]

@@ -1,0 +1,247 @@
+"""Frozen records the registry returns. Rows never leave the database layer; these do."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from modelkeep.store.digest import Digest
+
+__all__ = [
+    "Kind",
+    "EdgeType",
+    "Direction",
+    "Artifact",
+    "VersionKey",
+    "Edge",
+    "Version",
+    "Alias",
+    "AliasMove",
+    "TagChange",
+    "LineageNode",
+    "FileChange",
+    "ValueChange",
+    "VersionDiff",
+    "ArtifactUsage",
+    "DiskUsage",
+    "Problem",
+    "FsckReport",
+    "GcReport",
+]
+
+
+class Kind(enum.StrEnum):
+    MODEL = "model"
+    DATASET = "dataset"
+    PROMPT = "prompt"
+    CONFIG = "config"
+    EVALUATION = "evaluation"
+    BUNDLE = "bundle"
+    GENERIC = "generic"
+
+
+class EdgeType(enum.StrEnum):
+    """Typed lineage edges; the source version is the newer / dependent one."""
+
+    DERIVED_FROM = "derived_from"  # fine-tuned / continued from
+    TRAINED_ON = "trained_on"  # dataset used for training
+    EVALUATED_ON = "evaluated_on"  # dataset used for evaluation
+    CONTAINS = "contains"  # bundle / ensemble member
+    VARIANT_OF = "variant_of"  # fp16 / int8 build of the same logical model
+
+
+class Direction(enum.StrEnum):
+    UPSTREAM = "upstream"  # what this version was made from
+    DOWNSTREAM = "downstream"  # what was made from this version
+    BOTH = "both"
+
+
+@dataclass(frozen=True, slots=True)
+class Artifact:
+    name: str  # full name, "team/fraud-detector" or "fraud"
+    kind: Kind
+    created_at: datetime
+    created_by: str
+    version_count: int
+    latest: str | None  # semver of the newest version, None when it has none
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class VersionKey:
+    """Names one version: artifact full name + semver string."""
+
+    artifact: str
+    version: str
+
+    def __str__(self) -> str:
+        return f"{self.artifact}@{self.version}"
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    type: EdgeType
+    source: VersionKey  # the dependent version (e.g. the fine-tune)
+    target: VersionKey  # what it depends on (e.g. the base model, the dataset)
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    """An immutable version. ``digest`` covers every field but ``tags``, ``aliases``."""
+
+    artifact: str
+    version: str  # semver "1.4.0"
+    kind: Kind
+    digest: Digest  # digest of the version document (files + metadata + provenance)
+    files_digest: Digest  # digest of the manifest (paths, file digests, sizes)
+    created_at: datetime
+    author: str
+    message: str
+    params: Mapping[str, Any]
+    metrics: Mapping[str, Any]
+    provenance: Mapping[str, Any]
+    size: int  # logical bytes of all files
+    file_count: int
+    new_bytes: int  # logical bytes this version added to the store when it was made
+    edges: tuple[Edge, ...] = ()  # outgoing lineage edges (this version -> what it used)
+    tags: Mapping[str, str] = field(default_factory=dict)  # mutable labels, as of reading
+    aliases: tuple[str, ...] = ()  # aliases pointing here, as of reading
+
+    @property
+    def key(self) -> VersionKey:
+        return VersionKey(self.artifact, self.version)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.artifact}@{self.version}"
+
+
+@dataclass(frozen=True, slots=True)
+class Alias:
+    artifact: str
+    name: str
+    version: str
+    updated_at: datetime
+    updated_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class AliasMove:
+    """One change of an alias. ``version`` None means the alias was removed."""
+
+    artifact: str
+    alias: str
+    version: str | None
+    previous: str | None
+    actor: str
+    at: datetime
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class TagChange:
+    """One change of a version tag. ``value`` None means the tag was removed."""
+
+    version: VersionKey
+    key: str
+    value: str | None
+    previous: str | None
+    actor: str
+    at: datetime
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class LineageNode:
+    """A version reached in a lineage walk, ``depth`` edges away, through ``edge``."""
+
+    version: VersionKey
+    kind: Kind
+    depth: int
+    edge: Edge
+
+
+@dataclass(frozen=True, slots=True)
+class FileChange:
+    path: str
+    old_size: int | None  # None: added
+    new_size: int | None  # None: removed
+    old_digest: Digest | None
+    new_digest: Digest | None
+
+
+@dataclass(frozen=True, slots=True)
+class ValueChange:
+    key: str
+    old: Any  # None when absent on the old side
+    new: Any  # None when absent on the new side
+
+
+@dataclass(frozen=True, slots=True)
+class VersionDiff:
+    a: VersionKey
+    b: VersionKey
+    added: tuple[FileChange, ...]
+    removed: tuple[FileChange, ...]
+    changed: tuple[FileChange, ...]
+    unchanged: int  # number of identical files
+    params: tuple[ValueChange, ...]
+    metrics: tuple[ValueChange, ...]
+    metadata: tuple[ValueChange, ...]  # kind, message, author, lineage, tags
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactUsage:
+    artifact: str
+    versions: int
+    logical_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class DiskUsage:
+    logical_bytes: int  # sum of every version's file sizes
+    unique_bytes: int  # bytes of distinct chunks, before compression
+    stored_bytes: int  # bytes the packs occupy
+    chunks: int
+    packs: int
+    artifacts: tuple[ArtifactUsage, ...]
+
+    @property
+    def dedup_ratio(self) -> float:
+        """Logical bytes per stored byte (dedup and compression together)."""
+        return self.logical_bytes / self.stored_bytes if self.stored_bytes else 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One integrity problem, with what it affects."""
+
+    kind: str  # "corrupt_chunk", "missing_chunk", "bad_pack", "bad_file_digest", ...
+    detail: str
+    pack: str | None = None
+    chunk: Digest | None = None
+    affects: tuple[str, ...] = ()  # "artifact@version:path" entries
+
+
+@dataclass(frozen=True, slots=True)
+class FsckReport:
+    packs_checked: int
+    chunks_checked: int
+    bytes_checked: int
+    problems: tuple[Problem, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+@dataclass(frozen=True, slots=True)
+class GcReport:
+    packs_deleted: int
+    packs_repacked: int
+    chunks_deleted: int
+    bytes_freed: int
+    packs_kept_young: int  # unreferenced but inside the grace period
+    dry_run: bool

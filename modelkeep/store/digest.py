@@ -1,0 +1,72 @@
+"""Digest: the name of every chunk, file and manifest (``blake3:<64 hex>``)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import blake3
+
+from modelkeep.errors import InvalidInput
+
+__all__ = ["Digest", "hash_bytes", "Hasher"]
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+ALGO = "blake3"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Digest:
+    """A BLAKE3 digest. ``str(d)`` and ``Digest.parse`` round-trip."""
+
+    raw: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.raw) != 32:
+            raise InvalidInput(f"a blake3 digest has 32 bytes, got {len(self.raw)}")
+
+    @classmethod
+    def parse(cls, text: str) -> Digest:
+        algo, sep, hexpart = text.partition(":")
+        if not sep or algo != ALGO or not _HEX64.fullmatch(hexpart):
+            raise InvalidInput(f"not a digest: {text!r} (expected 'blake3:' followed by 64 lowercase hex digits)")
+        return cls(bytes.fromhex(hexpart))
+
+    @classmethod
+    def from_hex(cls, hexpart: str) -> Digest:
+        if not _HEX64.fullmatch(hexpart):
+            raise InvalidInput(f"not a blake3 hex digest: {hexpart!r}")
+        return cls(bytes.fromhex(hexpart))
+
+    @property
+    def hex(self) -> str:
+        return self.raw.hex()
+
+    @property
+    def short(self) -> str:
+        return f"{ALGO}:{self.raw[:6].hex()}"
+
+    def __str__(self) -> str:
+        return f"{ALGO}:{self.raw.hex()}"
+
+    def __repr__(self) -> str:
+        return f"Digest({self.short}…)"
+
+
+def hash_bytes(data: bytes | bytearray | memoryview) -> Digest:
+    return Digest(blake3.blake3(data).digest())
+
+
+class Hasher:
+    """Incremental BLAKE3 over a stream; ``digest()`` may be called once at the end."""
+
+    __slots__ = ("_h",)
+
+    def __init__(self) -> None:
+        self._h = blake3.blake3()
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        self._h.update(data)
+
+    def digest(self) -> Digest:
+        return Digest(self._h.digest())

@@ -1,0 +1,146 @@
+"""Manifests: which files a version holds, and the chunks each file is made of.
+
+A manifest maps relative paths to file entries (file digest, size, chunk list).
+Its digest covers paths, file digests, sizes and the executable bit, not the
+chunk lists: the identity of a set of files does not depend on how the store
+happens to cut them.
+
+Paths are validated once, here: relative, POSIX separators, normalized, no
+``..``, no empty or ``.`` components, no NUL or backslash, no absolute paths.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from modelkeep.errors import InvalidInput, InvalidPath
+from modelkeep.store.digest import Digest, hash_bytes
+
+__all__ = ["ChunkRef", "FileEntry", "Manifest", "normalize_path", "MAX_PATH_LENGTH"]
+
+MAX_PATH_LENGTH = 4096
+
+
+def normalize_path(path: str) -> str:
+    """Return the canonical form of a manifest path or raise InvalidPath."""
+    if not isinstance(path, str) or not path:
+        raise InvalidPath("empty path")
+    if len(path) > MAX_PATH_LENGTH:
+        raise InvalidPath(f"path longer than {MAX_PATH_LENGTH} characters")
+    if "\x00" in path:
+        raise InvalidPath(f"path contains a NUL byte: {path!r}")
+    if "\\" in path:
+        raise InvalidPath(f"path contains a backslash: {path!r}")
+    if path.startswith("/"):
+        raise InvalidPath(f"absolute path not allowed: {path!r}")
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if not parts:
+        raise InvalidPath(f"path names no file: {path!r}")
+    if any(p == ".." for p in parts):
+        raise InvalidPath(f"path leaves the tree: {path!r}")
+    if len(parts[0]) == 2 and parts[0][1] == ":":
+        raise InvalidPath(f"drive-letter path not allowed: {path!r}")
+    return "/".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRef:
+    digest: Digest
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class FileEntry:
+    """One file of a manifest. ``chunks`` concatenated give the file's bytes."""
+
+    path: str
+    digest: Digest
+    size: int
+    chunks: tuple[ChunkRef, ...]
+    executable: bool = False
+
+    def with_path(self, path: str) -> FileEntry:
+        return FileEntry(normalize_path(path), self.digest, self.size, self.chunks, self.executable)
+
+    def to_json(self) -> dict:
+        return {
+            "path": self.path,
+            "digest": str(self.digest),
+            "size": self.size,
+            "executable": self.executable,
+            # chunk list as "hex:size" strings: compact, and still plain JSON
+            "chunks": [f"{c.digest.hex}:{c.size}" for c in self.chunks],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> FileEntry:
+        try:
+            chunks = []
+            for item in data["chunks"]:
+                hexpart, _, size = item.partition(":")
+                chunks.append(ChunkRef(Digest.from_hex(hexpart), int(size)))
+            entry = cls(
+                path=normalize_path(data["path"]),
+                digest=Digest.parse(data["digest"]),
+                size=int(data["size"]),
+                chunks=tuple(chunks),
+                executable=bool(data.get("executable", False)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidInput(f"malformed manifest entry: {exc}") from None
+        if sum(c.size for c in entry.chunks) != entry.size or entry.size < 0:
+            raise InvalidInput(f"manifest entry {entry.path!r}: chunk sizes do not add up to {entry.size}")
+        return entry
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """An immutable, path-sorted list of files."""
+
+    files: tuple[FileEntry, ...]
+
+    @classmethod
+    def of(cls, entries: Iterable[FileEntry]) -> Manifest:
+        by_path: dict[str, FileEntry] = {}
+        for e in entries:
+            if e.path in by_path:
+                raise InvalidPath(f"duplicate path in manifest: {e.path!r}")
+            by_path[e.path] = e
+        return cls(tuple(by_path[p] for p in sorted(by_path)))
+
+    @property
+    def digest(self) -> Digest:
+        listing = [[f.path, str(f.digest), f.size, f.executable] for f in self.files]
+        return hash_bytes(_canonical(listing))
+
+    @property
+    def size(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def __iter__(self) -> Iterator[FileEntry]:
+        return iter(self.files)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def chunk_digests(self) -> set[Digest]:
+        return {c.digest for f in self.files for c in f.chunks}
+
+    def to_bytes(self) -> bytes:
+        return _canonical({"format": 1, "files": [f.to_json() for f in self.files]})
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Manifest:
+        try:
+            doc = json.loads(data)
+            if doc.get("format") != 1:
+                raise InvalidInput(f"unsupported manifest format {doc.get('format')!r}")
+            return cls.of(FileEntry.from_json(f) for f in doc["files"])
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise InvalidInput(f"malformed manifest: {exc}") from None
+
+
+def _canonical(obj: object) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
