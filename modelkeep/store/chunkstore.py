@@ -1,15 +1,52 @@
-"""ChunkStore: files in, verified files out, every chunk stored once.  (interface; implementation in progress)"""
+"""ChunkStore: files in, verified files out, every chunk stored once.
+
+Push (``UploadSession.put_file``) runs as a pipeline over blocks of the file:
+the calling thread reads and cuts (FastCDC releases the GIL) and hashes each
+chunk; a hashing thread computes the file digest; two encoder threads group
+float bytes and compress new chunks; the calling thread appends encoded chunks
+to the open pack; a sealing thread fsyncs and renames finished packs. At most
+a few blocks are in flight, so memory stays bounded whatever the file size.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import logging
+import os
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import blake3
+import numpy as np
+
+from modelkeep.errors import ChunkNotFound, CorruptData, InvalidPath, StorageError
+from modelkeep.store import codec
+from modelkeep.store.backends import Backend, open_backend
+from modelkeep.store.chunking import cut, segments
 from modelkeep.store.digest import Digest
-from modelkeep.store.manifest import FileEntry, Manifest
+from modelkeep.store.index import Index
+from modelkeep.store.manifest import ChunkRef, FileEntry, Manifest, normalize_path
+from modelkeep.store.packs import PACK_TARGET, PackWriter, pack_name
+
+__all__ = [
+    "ChunkStore",
+    "UploadSession",
+    "StoreStats",
+    "StoreProblem",
+    "StoreFsck",
+    "StoreGc",
+    "open_store",
+]
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[int], None]
+_IN_FLIGHT = 3  # encoded blocks waiting to be written
+_READ_BATCH = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +59,7 @@ class StoreStats:
 
 @dataclass(frozen=True, slots=True)
 class StoreProblem:
-    kind: str  # corrupt_chunk | missing_chunk | bad_pack | bad_file_digest
+    kind: str  # corrupt_chunk | missing_chunk | bad_pack | size_mismatch | bad_file_digest
     detail: str
     pack: str | None = None
     chunk: Digest | None = None
@@ -47,52 +84,311 @@ class StoreGc:
     dry_run: bool
 
 
+class ChunkStore:
+    """Content-addressed chunks in packs on a Backend."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self._index: Index | None = None
+
+    @property
+    def url(self) -> str:
+        return self.backend.url
+
+    @property
+    def index(self) -> Index:
+        if self._index is None:
+            idx = Index(self.backend)
+            idx.load()
+            self._index = idx
+        return self._index
+
+    # -- writing -----------------------------------------------------------------
+
+    def session(self) -> UploadSession:
+        """A push: holds the store's shared lock until closed, so gc cannot run meanwhile."""
+        return UploadSession(self)
+
+    def missing(self, digests: Iterable[Digest]) -> set[Digest]:
+        idx = self.index
+        out = {d for d in digests if d.raw not in idx}
+        if out:  # another process may have written them since we loaded
+            idx.refresh()
+            out = {d for d in out if d.raw not in idx}
+        return out
+
+    # -- reading -----------------------------------------------------------------
+
+    def _locate(self, digest: bytes):
+        loc = self.index.get(digest)
+        if loc is None:
+            self.index.refresh()
+            loc = self.index.get(digest)
+        return loc
+
+    def read_chunk(self, digest: Digest) -> bytes | memoryview:
+        """The verified bytes of one chunk. Raises ChunkNotFound, CorruptData."""
+        for attempt in (0, 1):
+            loc = self._locate(digest.raw)
+            if loc is None:
+                raise ChunkNotFound(f"chunk {digest} is missing from the store")
+            pack_id, off, stored, raw, kind = loc
+            try:
+                blob = self.backend.get_range(pack_name(pack_id), off, stored)
+                break
+            except ChunkNotFound:
+                if attempt:  # a repack moved it: reload once and retry
+                    raise
+                self._index = None
+        data = codec.decode(kind, blob, raw)
+        if blake3.blake3(data).digest() != digest.raw:
+            raise CorruptData(f"chunk {digest} in pack {pack_id} is corrupt (its bytes do not match its digest)")
+        return data
+
+    def read_file(self, entry: FileEntry, dest: Path, *, progress: Progress | None = None) -> None:
+        """Write ``entry``'s bytes to ``dest``, verifying every chunk first.
+
+        The bytes go to a unique temp file beside ``dest``, renamed over it only when
+        every chunk has been verified, so ``dest`` never holds bad or partial bytes.
+        Raises CorruptData naming the file and chunk.
+        """
+        dest = Path(dest)
+        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.mk-tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o755 if entry.executable else 0o644)
+        try:
+            if entry.size:
+                try:  # allocate up front: much faster large writes on ext4
+                    os.posix_fallocate(fd, 0, entry.size)
+                except OSError:
+                    pass
+            batches: list[list[tuple[int, ChunkRef]]] = []
+            cur: list[tuple[int, ChunkRef]] = []
+            pos = size = 0
+            for c in entry.chunks:
+                cur.append((pos, c))
+                pos += c.size
+                size += c.size
+                if size >= _READ_BATCH:
+                    batches.append(cur)
+                    cur, size = [], 0
+            if cur:
+                batches.append(cur)
+
+            def work(batch: list[tuple[int, ChunkRef]]) -> int:
+                n = 0
+                for off, c in batch:
+                    try:
+                        data = self.read_chunk(c.digest)
+                    except CorruptData as exc:
+                        raise CorruptData(f"{entry.path}: {exc}") from None
+                    except ChunkNotFound as exc:
+                        raise CorruptData(f"{entry.path}: {exc}") from None
+                    if len(data) != c.size:
+                        raise CorruptData(f"{entry.path}: chunk {c.digest} has {len(data)} bytes, expected {c.size}")
+                    os.pwrite(fd, data, off)
+                    n += c.size
+                return n
+
+            with ThreadPoolExecutor(2) as pool:
+                for n in pool.map(work, batches):
+                    if progress:
+                        progress(n)
+            os.ftruncate(fd, entry.size)
+        except BaseException:
+            os.close(fd)
+            tmp.unlink(missing_ok=True)
+            raise
+        os.close(fd)
+        os.replace(tmp, dest)
+
+    # -- accounting and maintenance ----------------------------------------------
+
+    def stats(self) -> StoreStats:
+        idx = self.index
+        idx.refresh()
+        stored = sum(info.size for info in self.backend.list("packs/") if info.name.endswith(".pack"))
+        return StoreStats(len(idx.packs()), len(idx), stored, idx.unique_bytes())
+
+    def fsck(self, manifests: Iterable[Manifest], *, progress: Progress | None = None) -> StoreFsck:
+        from modelkeep.store.fsck import check
+
+        return check(self, manifests, progress=progress)
+
+    def gc(self, live: set[Digest], *, dry_run: bool = False, grace_seconds: float = 3600.0) -> StoreGc:
+        """Delete chunks not in ``live``. Raises StoreLocked when a push is in progress."""
+        from modelkeep.store.gc import collect
+
+        return collect(self, live, dry_run=dry_run, grace_seconds=grace_seconds)
+
+    def reset_index(self) -> None:
+        self._index = None
+
+    def close(self) -> None:
+        self.backend.close()
+
+
 class UploadSession:
-    """Returned by ChunkStore.session(); a context manager holding the store's push lock."""
+    """One push: chunks go into packs; ``commit`` makes them durable and visible."""
 
-    new_bytes: int  # logical bytes of chunks this session stored that were not there before
-    total_bytes: int  # logical bytes passed through put_file
+    def __init__(self, store: ChunkStore) -> None:
+        self._store = store
+        self._lock_cm = store.backend.lock(False)
+        self._lock_cm.__enter__()
+        self._index = store.index
+        self._index.refresh()
+        self._encoders = ThreadPoolExecutor(2, thread_name_prefix="mk-encode")
+        self._hasher = ThreadPoolExecutor(1, thread_name_prefix="mk-hash")
+        self._packer = ThreadPoolExecutor(1, thread_name_prefix="mk-pack")
+        self._sealer = ThreadPoolExecutor(1, thread_name_prefix="mk-seal")
+        self._sealing: list[Future] = []
+        self._writer: PackWriter | None = None
+        self._pending: set[bytes] = set()
+        self._closed = False
+        self.new_bytes = 0
+        self.total_bytes = 0
 
-    def put_file(self, path: Path, rel: str, *, progress: Progress | None = None) -> FileEntry:
-        """Chunk, hash, compress and store the file; returns its entry (path = rel, normalized)."""
-        raise NotImplementedError
-
-    def commit(self) -> None:
-        """Make every chunk written by this session durable (packs + index fsynced)."""
-        raise NotImplementedError
-
-    def __enter__(self) -> "UploadSession":
+    def __enter__(self) -> UploadSession:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        """Releases the push lock. Without commit(), unfinished packs are discarded."""
+        self.close()
 
+    def put_file(self, path: str | Path, rel: str, *, progress: Progress | None = None) -> FileEntry:
+        """Chunk, hash, compress and store one file. Returns its entry named ``rel``."""
+        rel = normalize_path(rel)
+        try:
+            f = open(path, "rb")
+        except OSError as exc:
+            raise InvalidPath(f"cannot read {path}: {exc.strerror}") from None
+        with f:
+            st = os.fstat(f.fileno())
+            size = st.st_size
+            file_hash = blake3.blake3()
+            refs: list[ChunkRef] = []
+            inflight: deque[Future] = deque()
+            hashing: Future | None = None
+            idx = self._index
+            pending = self._pending
+            for seg in segments(f, size, rel):
+                plan = None
+                for block_off, view, cuts in cut(f, seg):
+                    if hashing is not None:
+                        hashing.result()
+                    hashing = self._hasher.submit(file_hash.update, view)
+                    if plan is None:
+                        plan = codec.plan_for(view, seg.elem)
+                    new: list[tuple[int, int, bytes]] = []
+                    for off, ln in cuts:
+                        d = blake3.blake3(view[off : off + ln]).digest()
+                        refs.append(ChunkRef(Digest(d), ln))
+                        if d in pending or d in idx:
+                            continue
+                        pending.add(d)
+                        new.append((off, ln, d))
+                        self.new_bytes += ln
+                    if new:
+                        phase = (block_off - seg.start) % seg.elem if plan.elem else 0
+                        encoded = self._encoders.submit(_encode_block, view, new, plan, phase)
+                        # one packing thread keeps pack order and overlaps writes with cutting
+                        inflight.append(self._packer.submit(self._write, encoded))
+                    while len(inflight) > _IN_FLIGHT:
+                        inflight.popleft().result()
+                    self.total_bytes += len(view)
+                    if progress:
+                        progress(len(view))
+            while inflight:
+                inflight.popleft().result()
+            if hashing is not None:
+                hashing.result()
+            done = sum(r.size for r in refs)
+            if done != size:
+                raise InvalidPath(f"{path} changed while being read")
+        return FileEntry(rel, Digest(file_hash.digest()), size, tuple(refs), bool(st.st_mode & 0o111))
 
-class ChunkStore:
-    def session(self) -> UploadSession:
-        raise NotImplementedError
+    def _write(self, encoded: Future) -> None:
+        items = encoded.result()
+        while items:
+            if self._writer is None:
+                self._writer = PackWriter(self._store.backend)
+            room = PACK_TARGET - self._writer.size
+            take = 0
+            size = 0
+            while take < len(items) and size < room:
+                size += sum(len(p) for p in items[take][2])
+                take += 1
+            self._writer.add_many(items[:take])
+            items = items[take:]
+            if self._writer.size >= PACK_TARGET:
+                self._seal()
 
-    def missing(self, digests: Iterable[Digest]) -> set[Digest]:
-        raise NotImplementedError
+    def _seal(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is None or not writer.entries:
+            if writer is not None:
+                writer.discard()
+            return
+        idx = self._index
 
-    def read_file(self, entry: FileEntry, dest: Path, *, progress: Progress | None = None) -> None:
-        """Write entry's bytes to dest (temp + rename), verifying each chunk. Raises CorruptData."""
-        raise NotImplementedError
+        def seal() -> None:
+            try:
+                pack_id, entries = writer.seal()
+            except OSError as exc:
+                writer.discard()
+                raise StorageError(f"cannot write pack: {exc}") from None
+            idx.add_pack(pack_id, entries)
 
-    def stats(self) -> StoreStats:
-        raise NotImplementedError
+        self._sealing.append(self._sealer.submit(seal))
 
-    def fsck(self, manifests: Iterable[Manifest], *, progress: Progress | None = None) -> StoreFsck:
-        raise NotImplementedError
-
-    def gc(self, live: set[Digest], *, dry_run: bool = False, grace_seconds: float = 3600.0) -> StoreGc:
-        """Raises StoreLocked when a push is in progress."""
-        raise NotImplementedError
+    def commit(self) -> None:
+        """Every chunk written so far is durable and in the index when this returns."""
+        self._seal()
+        for fut in self._sealing:
+            fut.result()
+        self._sealing.clear()
 
     def close(self) -> None:
-        raise NotImplementedError
+        """Release the lock. Packs already sealed stay (the next push reuses them); an open one is dropped."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            for pool in (self._encoders, self._hasher, self._packer):
+                pool.shutdown(wait=True, cancel_futures=True)
+            if self._writer is not None:
+                self._writer.discard()
+                self._writer = None
+            self._sealer.shutdown(wait=True)
+        finally:
+            self._lock_cm.__exit__(None, None, None)
+
+
+def _encode_block(view: memoryview, new: list[tuple[int, int, bytes]], plan: codec.Plan, phase: int):
+    """Encode the new chunks of one block: [(digest, codec, parts, raw length)]."""
+    out = []
+    e = plan.elem
+    if not e:
+        for off, ln, d in new:
+            kind, data = codec.encode(view[off : off + ln], plan, 0)
+            out.append((d, kind, [data], ln))
+        return out
+    head0 = (e - phase) % e  # first byte of the block that starts an element
+    n = max(0, (len(view) - head0) // e)
+    # One transpose per block, not per chunk: each chunk's planes are then
+    # contiguous slices of the block's planes.
+    planes = np.frombuffer(view, dtype=np.uint8, offset=min(head0, len(view)), count=n * e).reshape(n, e).T.copy()
+    for off, ln, d in new:
+        first = off + ((head0 - off) % e)
+        k0 = (first - head0) // e
+        k1 = max(k0, (off + ln - head0) // e)
+        kind, parts = codec.encode_planes(view, planes, plan, off, ln, first, k0, k1)
+        out.append((d, kind, parts, ln))
+    return out
 
 
 def open_store(url: str) -> ChunkStore:
-    """file:///path, memory://name. Unknown schemes raise InvalidURI."""
-    raise NotImplementedError
+    """``file:///path`` (or a path), ``memory://name``. Unknown schemes raise InvalidURI."""
+    return ChunkStore(open_backend(url))
+
+
+def _now() -> float:
+    return time.time()

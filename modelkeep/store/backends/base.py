@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -64,6 +65,18 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def delete(self, name: str) -> None:
         """Remove the object; absent objects are not an error."""
+
+    @abc.abstractmethod
+    def lock(self, exclusive: bool) -> AbstractContextManager[None]:
+        """Shared lock for pushes, exclusive for gc.
+
+        ``exclusive=True`` raises StoreLocked at once when a push holds the store;
+        a shared request waits for a running gc.
+        """
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release open handles."""
 
     def local_temp_dir(self) -> str | None:
         """A directory on the same filesystem for temp files, when there is one."""

@@ -1,0 +1,189 @@
+"""How chunk bytes are encoded inside packs.
+
+Codecs (one byte in the pack header per chunk):
+
+0 RAW     the chunk bytes as they are.
+1 ZSTD    one zstd frame of the chunk.
+2 PLANES  float tensor data grouped by byte significance: element size ``e``
+          gives ``e`` planes (byte 0 of every element, byte 1, ...). The plane
+          holding sign and exponent is highly redundant in trained weights while
+          the low mantissa planes are noise, so each plane is zstd-compressed or
+          kept raw on its own. Layout::
+
+              u8 e | u8 head | u8 tail | e x (u8 method, u32 length) | head bytes | planes | tail bytes
+
+          ``head``/``tail`` are the bytes before the first and after the last whole
+          element of the chunk (a chunk may start mid-element).
+
+Whether compression pays is decided once per segment from a sample
+(:class:`Plan`), so incompressible planes and files cost nothing to try.
+Decoding never trusts lengths: any inconsistency raises CorruptData.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import zstandard
+
+from modelkeep.errors import CorruptData
+
+__all__ = ["RAW", "ZSTD", "PLANES", "Plan", "plan_for", "encode", "encode_planes", "decode"]
+
+RAW, ZSTD, PLANES = 0, 1, 2
+_PAYS = 0.92  # keep a compressed form only when it is at most this share of the raw one
+_SAMPLE = 64 * 1024
+
+# Fast zstd settings for byte planes: a small window and a shallow search, since
+# the gain is in entropy coding, not in long matches (about 3x faster than level 1
+# on sign/exponent planes, with a better ratio).
+_PLANE_PARAMS = zstandard.ZstdCompressionParameters(
+    window_log=17, hash_log=12, chain_log=6, search_log=1, min_match=6, target_length=0,
+    strategy=zstandard.STRATEGY_FAST,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How to encode the chunks of one segment."""
+
+    elem: int  # 0: opaque bytes
+    planes: tuple[bool, ...]  # per plane: try zstd
+    whole: bool  # opaque bytes: try zstd
+
+
+_NOTHING = Plan(0, (), False)
+
+
+class _Codecs:
+    # zstd (de)compressor objects are not thread-safe; one set per thread.
+    def __init__(self) -> None:
+        self.plane = zstandard.ZstdCompressor(compression_params=_PLANE_PARAMS)
+        self.whole = zstandard.ZstdCompressor(level=3)
+        self.d = zstandard.ZstdDecompressor()
+
+
+_local = threading.local()
+
+
+def _codecs() -> _Codecs:
+    c = getattr(_local, "c", None)
+    if c is None:
+        c = _local.c = _Codecs()
+    return c
+
+
+def plan_for(sample: memoryview | bytes, elem: int) -> Plan:
+    """Decide from the first bytes of a segment which compression is worth trying."""
+    if len(sample) < 4096:
+        return _NOTHING
+    c = _codecs()
+    sample = sample[:_SAMPLE]
+    if elem:
+        n = len(sample) // elem
+        planes = np.frombuffer(sample, dtype=np.uint8, count=n * elem).reshape(n, elem)
+        pays = tuple(len(c.plane.compress(np.ascontiguousarray(planes[:, i]))) < _PAYS * n for i in range(elem))
+        if any(pays):
+            return Plan(elem, pays, False)
+        return _NOTHING
+    return Plan(0, (), len(c.whole.compress(sample)) < _PAYS * len(sample))
+
+
+def encode(data: memoryview | bytes, plan: Plan, phase: int = 0) -> tuple[int, bytes | memoryview]:
+    """Encode one opaque chunk (float tensor chunks go through ``encode_planes``)."""
+    if plan.whole:
+        z = _codecs().whole.compress(data)
+        if len(z) < _PAYS * len(data):
+            return ZSTD, z
+    return RAW, data
+
+
+def encode_planes(
+    block: memoryview, planes: np.ndarray, plan: Plan, off: int, ln: int, first: int, k0: int, k1: int
+) -> tuple[int, list[bytes | memoryview]]:
+    """Encode the chunk ``block[off:off+ln]`` whose whole elements are ``planes[:, k0:k1]``.
+
+    ``first`` is the block offset of element ``k0``. Returns (codec, parts to write).
+    """
+    e = plan.elem
+    n = k1 - k0
+    chunk = block[off : off + ln]
+    if n < 64:
+        return RAW, [chunk]
+    head = first - off
+    tail = ln - head - n * e
+    c = _codecs()
+    table = bytearray(struct.pack("<BBB", e, head, tail))
+    body: list[bytes | memoryview] = []
+    gained = False
+    for i in range(e):
+        plane = planes[i, k0:k1]
+        if plan.planes[i]:
+            z = c.plane.compress(plane)
+            if len(z) < _PAYS * n:
+                table += struct.pack("<BI", 1, len(z))
+                body.append(z)
+                gained = True
+                continue
+        table += struct.pack("<BI", 0, n)
+        body.append(plane.data)
+    if not gained:
+        return RAW, [chunk]
+    return PLANES, [bytes(table), chunk[:head], *body, chunk[ln - tail :]]
+
+
+def decode(codec: int, blob: bytes | memoryview, raw_len: int) -> bytes | memoryview:
+    """Decode one chunk to exactly ``raw_len`` bytes or raise CorruptData."""
+    try:
+        if codec == RAW:
+            out = blob
+        elif codec == ZSTD:
+            out = _codecs().d.decompress(blob, max_output_size=raw_len)
+        elif codec == PLANES:
+            out = _decode_planes(memoryview(blob), raw_len)
+        else:
+            raise CorruptData(f"unknown chunk codec {codec}")
+    except (zstandard.ZstdError, struct.error, ValueError) as exc:
+        raise CorruptData(f"chunk does not decode: {exc}") from None
+    if len(out) != raw_len:
+        raise CorruptData(f"chunk decodes to {len(out)} bytes, expected {raw_len}")
+    return out
+
+
+def _decode_planes(mv: memoryview, raw_len: int) -> bytes:
+    e, head, tail = struct.unpack_from("<BBB", mv, 0)
+    if e not in (2, 4, 8) or head >= e or tail >= e:
+        raise ValueError("bad plane header")
+    n = (raw_len - head - tail) // e
+    if n * e + head + tail != raw_len:
+        raise ValueError("plane sizes do not add up")
+    pos = 3
+    methods = []
+    for _ in range(e):
+        m, ln = struct.unpack_from("<BI", mv, pos)
+        methods.append((m, ln))
+        pos += 5
+    out = np.empty(raw_len, dtype=np.uint8)
+    out[:head] = np.frombuffer(mv, dtype=np.uint8, offset=pos, count=head)
+    pos += head
+    grid = out[head : head + n * e].reshape(n, e)
+    d = _codecs().d
+    for i, (m, ln) in enumerate(methods):
+        part = mv[pos : pos + ln]
+        if len(part) != ln:
+            raise ValueError("truncated plane")
+        pos += ln
+        if m == 1:
+            part = d.decompress(part, max_output_size=n)
+        elif m != 0:
+            raise ValueError(f"bad plane method {m}")
+        if len(part) != n:
+            raise ValueError("plane has the wrong length")
+        grid[:, i] = np.frombuffer(part, dtype=np.uint8)
+    if pos + tail != len(mv):
+        raise ValueError("trailing bytes after planes")
+    out[head + n * e :] = np.frombuffer(mv, dtype=np.uint8, offset=pos, count=tail)
+    return out.tobytes()
