@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import struct
 import sys
@@ -106,7 +107,7 @@ def run_demo(home: Path | None = None) -> int:
 
     def mk(*args: str) -> int:
         con.print()
-        con.print(f"[bold green]$[/] [bold]mk {escape(shlex.join(args))}[/]")
+        con.print(f"[bold green]$[/] [bold]mk {escape(shlex.join(args))}[/]", soft_wrap=True)
         sys.stdout.flush()
         rc = command.main(args=[*global_args, *args], prog_name="mk", standalone_mode=False)
         return rc if isinstance(rc, int) else 0
@@ -118,27 +119,27 @@ def run_demo(home: Path | None = None) -> int:
         base = make_classifier()
         tuned = fine_tune(base)
         config = {"architecture": "mlp-classifier", "hidden": 256, "layers": 8, "classes": 10}
-        data_dir = _write_dataset(work / "train-data")
-        base_dir = _write_model(work / "classifier-base", base, config)
-        tuned_dir = _write_model(work / "classifier-finetuned", tuned, config)
+        data_dir = _write_dataset(work / "train-data").name
+        base_dir = _write_model(work / "classifier-base", base, config).name
+        tuned_dir = _write_model(work / "classifier-finetuned", tuned, config).name
 
         steps: list[Sequence[str]] = [
             ("init",),
-            ("push", str(data_dir), DATA, "--kind", "dataset", "-m", "2,000 labelled rows"),
+            ("push", data_dir, DATA, "--kind", "dataset", "-m", "2,000 labelled rows"),
             (
-                "push", str(base_dir), NAME, "--kind", "model", "-m", "baseline",
+                "push", base_dir, NAME, "--kind", "model", "-m", "baseline",
                 "--param", "lr=0.001", "--param", "epochs=10", "--param", "optimizer=adamw",
                 "--metric", "accuracy=0.912", "--metric", "f1=0.874",
                 "--trained-on", f"{DATA}@1.0.0",
             ),
             (
-                "push", str(tuned_dir), NAME, "-m", "fine-tune last block and head on March data",
+                "push", tuned_dir, NAME, "-m", "fine-tune last block and head on March data",
                 "--param", "lr=0.0001", "--param", "epochs=3", "--param", "optimizer=adamw",
                 "--metric", "accuracy=0.927", "--metric", "f1=0.893",
                 "--derived-from", f"{NAME}@1.0.0", "--trained-on", f"{DATA}@1.0.0",
             ),
             (
-                "push", str(tuned_dir), NAME, "-m", "fine-tune last block and head on March data",
+                "push", tuned_dir, NAME, "-m", "fine-tune last block and head on March data",
                 "--param", "lr=0.0001", "--param", "epochs=3", "--param", "optimizer=adamw",
                 "--metric", "accuracy=0.927", "--metric", "f1=0.893",
                 "--derived-from", f"{NAME}@1.0.0", "--trained-on", f"{DATA}@1.0.0",
@@ -149,11 +150,17 @@ def run_demo(home: Path | None = None) -> int:
             ("lineage", f"{NAME}@production"),
             ("du",),
         ]  # fmt: skip
-        for step in steps:
-            rc = mk(*step)
-            if rc:
-                con.print(f"[red]demo stopped: mk {escape(step[0])} exited with {rc}[/]")
-                return rc
+        con.print(f"[bold green]$[/] cd {escape(shlex.quote(str(work)))}   [dim]# model files written with numpy[/]")
+        previous = os.getcwd()
+        os.chdir(work)  # so the commands shown use short relative paths, as a user would type them
+        try:
+            for step in steps:
+                rc = mk(*step)
+                if rc:
+                    con.print(f"[red]demo stopped: mk {escape(step[0])} exited with {rc}[/]")
+                    return rc
+        finally:
+            os.chdir(previous)
     con.print()
     con.print(
         f"Done. Explore with [bold]MODELKEEP_HOME={escape(shlex.quote(str(settings.home)))} mk show {NAME}@production[/]"

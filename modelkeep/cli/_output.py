@@ -48,7 +48,8 @@ _UNITS = (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("kB", 10**3))
 
 def out() -> Console:
     """Console on stdout; resolved at call time so test runners that swap streams see output."""
-    return Console(file=sys.stdout, highlight=False, soft_wrap=False)
+    # soft_wrap: sentences are left to the terminal to wrap; tables still fit the width.
+    return Console(file=sys.stdout, highlight=False, soft_wrap=True)
 
 
 def err() -> Console:
@@ -108,7 +109,7 @@ def bytes_in_unit_of(n: int, reference: int) -> str:
 def when(dt: datetime | None) -> str:
     if dt is None:
         return "-"
-    return dt.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    return dt.astimezone().strftime("%Y-%m-%d %H:%M")
 
 
 def short_digest(d: Digest | None) -> str:
@@ -126,10 +127,13 @@ def fmt_value(v: Any) -> str:
     return json.dumps(jsonable(v), ensure_ascii=False)
 
 
-def table(*columns: str, title: str | None = None, right: tuple[str, ...] = ()) -> Table:
-    t = Table(title=title, title_justify="left", header_style="bold", box=None, pad_edge=False)
+def table(*columns: str, right: tuple[str, ...] = (), wrap: tuple[str, ...] = ()) -> Table:
+    """A borderless table; only the ``wrap`` columns (free text) may wrap, the others stay on one line."""
+    t = Table(header_style="bold", box=None, pad_edge=False)
     for c in columns:
-        t.add_column(c, justify="right" if c in right else "left", overflow="fold")
+        t.add_column(
+            c, justify="right" if c in right else "left", no_wrap=c not in wrap, overflow="fold" if c in wrap else "ellipsis"
+        )
     return t
 
 

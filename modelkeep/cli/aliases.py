@@ -95,7 +95,7 @@ def history(
 
 
 def _history_table(moves: list[AliasMove]) -> Table:
-    t = table("when", "alias", "from", "to", "by", "reason")
+    t = table("when", "alias", "from", "to", "by", "reason", wrap=("reason",))
     for m in moves:
         t.add_row(
             when(m.at),

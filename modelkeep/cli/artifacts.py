@@ -47,7 +47,7 @@ def ls(
     if not artifacts:
         out().print("no artifacts yet: mk push PATH NAME")
         return
-    t = table("artifact", "kind", "versions", "latest", "created", "by", right=("versions",))
+    t = table("artifact", "kind", "versions", "latest", "created", "by", right=("versions",), wrap=("artifact",))
     for a in artifacts:
         t.add_row(
             escape(a.name), a.kind.value, str(a.version_count), escape(a.latest or "-"), when(a.created_at), escape(a.created_by)

@@ -35,7 +35,7 @@ def du(ctx: typer.Context, json_: JsonOpt = False) -> None:
     grid.add_row("packs", f"{u.packs:,}")
     con.print(grid)
     if u.artifacts:
-        t = table("artifact", "versions", "logical", right=("versions", "logical"))
+        t = table("artifact", "versions", "logical", right=("versions", "logical"), wrap=("artifact",))
         for a in u.artifacts:
             t.add_row(escape(a.artifact), str(a.versions), human_bytes(a.logical_bytes))
         con.print()

@@ -55,7 +55,7 @@ def ls(ctx: typer.Context, ref: RefArg, json_: JsonOpt = False) -> None:
     if json_:
         emit_json({"ref": v.ref, "tags": dict(v.tags)})
         return
-    t = table("key", "value")
+    t = table("key", "value", wrap=("value",))
     for k in sorted(v.tags):
         t.add_row(escape(k), escape(v.tags[k]))
     out().print(t)
@@ -73,7 +73,7 @@ def history(
     if json_:
         emit_json(changes)
         return
-    t = table("when", "version", "key", "from", "to", "by", "reason")
+    t = table("when", "version", "key", "from", "to", "by", "reason", wrap=("from", "to", "reason"))
     for c in changes:
         t.add_row(
             when(c.at),

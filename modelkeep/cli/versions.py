@@ -159,12 +159,12 @@ def show(
     _print_mapping(con, "params", v.params)
     _print_mapping(con, "metrics", v.metrics)
     if v.provenance:
-        prov = table("provenance", "", title=None)
+        prov = table("provenance", "", wrap=("",))
         for key, value in _provenance_rows(v.provenance):
             prov.add_row(escape(key), escape(value))
         con.print()
         con.print(prov)
-    ft = table("file", "size", right=("size",))
+    ft = table("file", "size", right=("size",), wrap=("file",))
     for p, s in files:
         ft.add_row(escape(p), human_bytes(s))
     con.print()
@@ -182,7 +182,9 @@ def log(
     if json_:
         emit_json([{"ref": v.ref, **_as_dict(v)} for v in versions])
         return
-    t = table("version", "created", "size", "new", "author", "message", "aliases", right=("size", "new"))
+    t = table(
+        "version", "created", "size", "new", "author", "message", "aliases", right=("size", "new"), wrap=("message",)
+    )
     for v in versions:
         t.add_row(
             escape(v.version),
@@ -237,7 +239,7 @@ def _local_size(path: Path) -> int | None:
 def _print_mapping(con: Any, title: str, values: Mapping[str, Any]) -> None:
     if not values:
         return
-    t = table(title, "")
+    t = table(title, "", wrap=("",))
     for k in sorted(values):
         t.add_row(escape(k), escape(fmt_value(values[k])))
     con.print()
@@ -270,7 +272,7 @@ def _print_diff(d: VersionDiff) -> None:
         f"files: {len(d.changed)} changed, {len(d.added)} added, {len(d.removed)} removed, {d.unchanged} unchanged"
     )
     if d.added or d.removed or d.changed:
-        t = table("", "file", "old size", "new size", right=("old size", "new size"))
+        t = table("", "file", "old size", "new size", right=("old size", "new size"), wrap=("file",))
         for sign, style, changes in (("~", "yellow", d.changed), ("+", "green", d.added), ("-", "red", d.removed)):
             for c in changes:
                 t.add_row(
@@ -290,7 +292,7 @@ def _print_diff(d: VersionDiff) -> None:
 
 def _changes_table(title: str, changes: tuple[ValueChange, ...], *, numeric_delta: bool) -> Table:
     cols = [title, "old", "new"] + (["delta"] if numeric_delta else [])
-    t = table(*cols, right=("delta",))
+    t = table(*cols, right=("delta",), wrap=("old", "new"))
     for c in changes:
         row = [escape(c.key), escape(fmt_value(c.old)), escape(fmt_value(c.new))]
         if numeric_delta:
