@@ -94,10 +94,10 @@ def _safetensors_segments(f: BinaryIO, size: int) -> list[Segment] | None:
     return out
 
 
-def cut(f: BinaryIO, seg: Segment) -> Iterator[tuple[int, memoryview, list[tuple[int, int]]]]:
+def cut(f: BinaryIO, seg: Segment, block: int = BLOCK) -> Iterator[tuple[int, memoryview, list[tuple[int, int]]]]:
     """Yield blocks of ``seg`` with their chunks: (file offset, block bytes, [(offset in block, length)]).
 
-    Reads BLOCK bytes at a time. FastCDC restarts its search at every cut point, so
+    Reads ``block`` bytes at a time (more than MAX_CHUNK). FastCDC restarts its search at every cut point, so
     cutting a block and carrying the unfinished last chunk into the next block gives
     exactly the chunks of cutting the whole segment at once.
     """
@@ -107,7 +107,7 @@ def cut(f: BinaryIO, seg: Segment) -> Iterator[tuple[int, memoryview, list[tuple
     carry = b""
     remaining = seg.end - seg.start
     while True:
-        n = min(BLOCK, remaining)
+        n = min(block, remaining)
         buf = bytearray(len(carry) + n)
         buf[: len(carry)] = carry
         view = memoryview(buf)

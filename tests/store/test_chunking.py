@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+import pyfastcdc
+
+from modelkeep.store import codec
+from modelkeep.store.chunking import AVG_CHUNK, MAX_CHUNK, MIN_CHUNK, Segment, cut, segments
+
+from .conftest import model_tensors, write_safetensors
+
+
+def test_cutting_by_blocks_equals_cutting_at_once():
+    data = os.urandom(3 * 1024 * 1024 + 12345)
+    seg = Segment(0, len(data), 0)
+    got = []
+    for base, view, cuts in cut(io.BytesIO(data), seg, block=512 * 1024):
+        for off, ln in cuts:
+            assert bytes(view[off : off + ln]) == data[base + off : base + off + ln]
+            got.append((base + off, ln))
+    cdc = pyfastcdc.FastCDC(AVG_CHUNK - MIN_CHUNK, min_size=MIN_CHUNK, max_size=MAX_CHUNK)
+    assert got == [(c.offset, c.length) for c in cdc.cut_buf(data)]
+    assert sum(ln for _, ln in got) == len(data)
+    assert all(ln <= MAX_CHUNK for _, ln in got)
+
+
+def test_safetensors_segments_follow_tensors(tmp_path):
+    t = model_tensors(4, 10_000)
+    p = write_safetensors(tmp_path / "m.safetensors", t)
+    with open(p, "rb") as f:
+        segs = segments(f, p.stat().st_size, p.name)
+    assert segs[0].start == 0 and segs[0].elem == 0  # header
+    tensor_segs = [s for s in segs[1:]]
+    assert [s.end - s.start for s in tensor_segs] == [40_000] * 4
+    assert all(s.elem == 4 for s in tensor_segs)
+    assert all(a.end == b.start for a, b in zip(segs, segs[1:]))
+    assert segs[-1].end == p.stat().st_size
+
+
+def test_lying_safetensors_header_falls_back_to_one_segment(tmp_path):
+    p = tmp_path / "bad.safetensors"
+    p.write_bytes((10**9).to_bytes(8, "little") + b"{}" + b"x" * 100)
+    with open(p, "rb") as f:
+        assert segments(f, p.stat().st_size, p.name) == [Segment(0, 110, 0)]
+
+
+def test_plane_codec_round_trips_at_every_phase():
+    rng = np.random.default_rng(1)
+    data = (rng.standard_normal(40_000, dtype=np.float32) * 0.02).tobytes()
+    view = memoryview(data)
+    plan = codec.plan_for(view, 4)
+    assert plan.elem == 4 and plan.planes[3]  # the sign/exponent plane pays
+    planes = np.frombuffer(view, dtype=np.uint8).reshape(-1, 4).T.copy()
+    for off in (0, 1, 2, 3, 1001):
+        ln = 50_003
+        first = off + ((0 - off) % 4)
+        k0, k1 = first // 4, (off + ln) // 4
+        kind, parts = codec.encode_planes(view, planes, plan, off, ln, first, k0, k1)
+        blob = b"".join(bytes(p) for p in parts)
+        assert kind == codec.PLANES and len(blob) < ln
+        assert bytes(codec.decode(kind, blob, ln)) == data[off : off + ln]
+
+
+def test_corrupt_blob_does_not_decode():
+    import pytest
+
+    from modelkeep.errors import CorruptData
+
+    with pytest.raises(CorruptData):
+        codec.decode(codec.ZSTD, b"not zstd at all", 100)
+    with pytest.raises(CorruptData):
+        codec.decode(codec.PLANES, b"\x04\x00\x00" + b"\x00" * 5, 100)
+    with pytest.raises(CorruptData):
+        codec.decode(9, b"x", 1)

@@ -1,0 +1,195 @@
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from modelkeep.errors import CorruptData, StoreLocked
+from modelkeep.store import Manifest, open_store
+from modelkeep.store.backends.memory import MemoryBackend
+
+from .conftest import model_tensors, write_safetensors
+
+
+def push(store, *paths: Path):
+    with store.session() as s:
+        entries = [s.put_file(p, p.name) for p in paths]
+        s.commit()
+    return entries, s
+
+
+def test_round_trip_and_dedup(store, tmp_path):
+    src = tmp_path / "blob.bin"
+    src.write_bytes(os.urandom(3_000_000))
+    (e,), s1 = push(store, src)
+    assert s1.new_bytes == 3_000_000 and e.size == 3_000_000
+    out = tmp_path / "out.bin"
+    store.read_file(e, out)
+    assert out.read_bytes() == src.read_bytes()
+    (e2,), s2 = push(store, src)
+    assert e2 == e and s2.new_bytes == 0  # nothing stored twice
+    assert store.missing(c.digest for c in e.chunks) == set()
+
+
+def test_empty_and_tiny_files(store, tmp_path):
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    tiny = tmp_path / "tiny"
+    tiny.write_bytes(b"x")
+    (e0, e1), _ = push(store, empty, tiny)
+    assert e0.size == 0 and e0.chunks == ()
+    store.read_file(e0, tmp_path / "e0")
+    store.read_file(e1, tmp_path / "e1")
+    assert (tmp_path / "e0").read_bytes() == b"" and (tmp_path / "e1").read_bytes() == b"x"
+
+
+def test_finetune_stores_only_changed_tensors(store, tmp_path):
+    t = model_tensors(10, 256 * 1024)
+    base = write_safetensors(tmp_path / "model.safetensors", t)
+    push(store, base)
+    t["layer3.weight"] = t["layer3.weight"] + 0.001
+    ft_dir = tmp_path / "ft"
+    ft_dir.mkdir()
+    ft = write_safetensors(ft_dir / "model.safetensors", t)
+    (e,), s = push(store, ft)
+    tensor = 256 * 1024 * 4
+    assert tensor <= s.new_bytes <= tensor + 64 * 1024  # the changed tensor and the header
+    store.read_file(e, tmp_path / "check")
+    assert (tmp_path / "check").read_bytes() == ft.read_bytes()
+
+
+def test_grown_header_costs_only_the_header(store, tmp_path):
+    t = model_tensors(8, 256 * 1024)
+    push(store, write_safetensors(tmp_path / "a.safetensors", t))
+    d = tmp_path / "b"
+    d.mkdir()
+    (_,), s = push(store, write_safetensors(d / "a.safetensors", t, metadata={"note": "x" * 100}))
+    assert s.new_bytes < 64 * 1024
+
+
+def test_float_tensors_are_stored_compressed(local_store, tmp_path):
+    t = model_tensors(8, 256 * 1024)
+    p = write_safetensors(tmp_path / "m.safetensors", t)
+    push(local_store, p)
+    st = local_store.stats()
+    assert st.unique_bytes == p.stat().st_size
+    assert st.stored_bytes < 0.92 * p.stat().st_size
+
+
+def test_corrupt_pack_byte_fails_pull_and_fsck(local_store, tmp_path):
+    src = tmp_path / "blob.bin"
+    src.write_bytes(os.urandom(500_000))
+    (e,), _ = push(local_store, src)
+    (pack,) = (local_store.backend.root / "packs").rglob("*.pack")
+    raw = bytearray(pack.read_bytes())
+    raw[1000] ^= 0xFF
+    os.chmod(pack, 0o644)
+    pack.write_bytes(bytes(raw))
+    local_store.backend.close()  # drop cached descriptors of the old file
+    out = tmp_path / "out.bin"
+    with pytest.raises(CorruptData, match="blob.bin"):
+        local_store.read_file(e, out)
+    assert not out.exists() and not list(tmp_path.glob(".out.bin*"))
+    report = local_store.fsck([Manifest.of([e])])
+    assert [p.kind for p in report.problems] == ["corrupt_chunk"]
+    assert report.problems[0].file == e.digest
+
+
+def test_index_is_rebuilt_from_packs(local_store, tmp_path):
+    src = tmp_path / "blob.bin"
+    src.write_bytes(os.urandom(800_000))
+    (e,), _ = push(local_store, src)
+    local_store.index.compact()
+    root = local_store.backend.root
+    assert list((root / "index").glob("*.idx"))
+    for f in (root / "index").glob("*.idx"):
+        f.unlink()
+    fresh = open_store(f"file://{root}")
+    assert fresh.missing(c.digest for c in e.chunks) == set()
+    fresh.read_file(e, tmp_path / "again")
+    assert (tmp_path / "again").read_bytes() == src.read_bytes()
+
+
+def test_gc_removes_only_unreferenced_and_respects_grace(local_store, tmp_path):
+    a = tmp_path / "a.bin"
+    a.write_bytes(os.urandom(400_000))
+    b = tmp_path / "b.bin"
+    b.write_bytes(os.urandom(400_000))
+    (ea,), _ = push(local_store, a)
+    (eb,), _ = push(local_store, b)
+    live = {c.digest for c in ea.chunks}
+    young = local_store.gc(live, grace_seconds=3600)
+    assert young.packs_deleted == 0 and young.packs_kept_young == 1
+    done = local_store.gc(live, grace_seconds=0)
+    assert done.packs_deleted == 1 and done.bytes_freed > 300_000
+    assert local_store.missing(c.digest for c in eb.chunks)
+    local_store.read_file(ea, tmp_path / "a2")
+    assert (tmp_path / "a2").read_bytes() == a.read_bytes()
+
+
+def test_gc_repacks_mostly_dead_packs(local_store, tmp_path):
+    files = []
+    for i in range(5):
+        p = tmp_path / f"f{i}.bin"
+        p.write_bytes(os.urandom(300_000))
+        files.append(p)
+    entries, _ = push(local_store, *files)  # one pack holding all five
+    keep = entries[0]
+    report = local_store.gc({c.digest for c in keep.chunks}, grace_seconds=0)
+    assert report.packs_repacked == 1
+    assert local_store.stats().stored_bytes < 400_000
+    local_store.read_file(keep, tmp_path / "k")
+    assert (tmp_path / "k").read_bytes() == files[0].read_bytes()
+
+
+def test_gc_refuses_while_a_push_is_in_progress(store, tmp_path):
+    with store.session():
+        with pytest.raises(StoreLocked):
+            store.gc(set(), grace_seconds=0)
+
+
+_PUSHER = r"""
+import sys, time
+from pathlib import Path
+from modelkeep.store import open_store
+store = open_store(sys.argv[1])
+def slow(n):
+    time.sleep(0.02)
+with store.session() as s:
+    s.put_file(Path(sys.argv[2]), "big.bin", progress=slow)
+    s.commit()
+"""
+
+
+def test_killed_push_leaves_store_clean_and_chunks_reusable(tmp_path):
+    src = tmp_path / "big.bin"
+    src.write_bytes(np.random.default_rng(0).bytes(80 * 1024 * 1024))
+    url = f"file://{tmp_path / 'store'}"
+    proc = subprocess.Popen([sys.executable, "-c", _PUSHER, url, str(src)])
+    store_root = tmp_path / "store"
+    deadline = time.time() + 60
+    while time.time() < deadline and not list((store_root / "packs").rglob("*.pack")):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    store = open_store(url)
+    assert store.fsck([]).problems == ()
+    with store.session() as s:
+        e = s.put_file(src, "big.bin")
+        s.commit()
+    assert 0 < s.new_bytes < src.stat().st_size  # what the killed push sealed is reused
+    store.read_file(e, tmp_path / "out.bin")
+    assert (tmp_path / "out.bin").read_bytes() == src.read_bytes()
+    assert store.fsck([Manifest.of([e])]).problems == ()
+
+
+def test_memory_backends_are_separate_spaces():
+    a, b = MemoryBackend("x-space"), MemoryBackend("y-space")
+    a.put("k", b"v")
+    assert a.exists("k") and not b.exists("k")
