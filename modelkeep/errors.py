@@ -25,6 +25,7 @@ __all__ = [
     "ArtifactNotFound",
     "VersionNotFound",
     "AliasNotFound",
+    "TagNotFound",
     "ChunkNotFound",
     "ConflictError",
     "VersionExists",
@@ -101,6 +102,10 @@ class VersionNotFound(NotFoundError):
 
 class AliasNotFound(NotFoundError):
     code = "alias_not_found"
+
+
+class TagNotFound(NotFoundError):
+    code = "tag_not_found"
 
 
 class ChunkNotFound(NotFoundError):

@@ -1,0 +1,98 @@
+"""Engines and sessions from a database URL (SQLite or PostgreSQL).
+
+SQLite connections run in WAL mode (readers never wait for the writer), with
+foreign keys enforced and a 30 s busy timeout: several processes pushing to the
+same registry file wait for each other instead of failing. Write transactions
+start with ``BEGIN IMMEDIATE`` (see :data:`WRITE_OPTION`), so the write lock is
+taken before the first read: a deferred transaction that reads and then tries
+to write gets SQLITE_BUSY at once, without waiting for the busy timeout.
+
+PostgreSQL goes through psycopg 3. ``postgresql://`` and ``postgres://`` are
+rewritten to ``postgresql+psycopg://``; other drivers are refused.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
+
+from modelkeep.errors import InvalidURI
+
+__all__ = ["BUSY_TIMEOUT_SECONDS", "WRITE_OPTION", "make_engine", "make_sessionmaker", "normalize_url"]
+
+BUSY_TIMEOUT_SECONDS = 30.0
+WRITE_OPTION = "modelkeep_write"
+"""Connection execution option: truthy on connections that begin a write transaction."""
+
+
+def normalize_url(url: str) -> str:
+    """Return the URL SQLAlchemy should use, or raise InvalidURI naming what is accepted."""
+    if not isinstance(url, str) or not url:
+        raise InvalidURI("empty database URL (expected sqlite:///path or postgresql://host/db)")
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise InvalidURI(f"not a database URL: {url!r} (expected sqlite:///path or postgresql://host/db)")
+    if scheme in ("postgresql", "postgres", "postgresql+psycopg"):
+        url = f"postgresql+psycopg://{rest}"
+    elif scheme != "sqlite":
+        raise InvalidURI(
+            f"unsupported database scheme {scheme!r} (sqlite, postgresql, postgresql+psycopg)"
+        )
+    try:
+        make_url(url)
+    except ArgumentError as exc:
+        raise InvalidURI(f"malformed database URL {url!r}: {exc}") from None
+    return url
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url`` (normalized first); SQLite files get their parent folder created."""
+    url = normalize_url(url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(url, parsed.database)
+    return create_engine(url, pool_pre_ping=True, future=True)
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    # expire_on_commit=False: rows are converted to records inside the unit of
+    # work, but attributes must stay readable after the commit that ends it.
+    return sessionmaker(engine, expire_on_commit=False, autoflush=True)
+
+
+def _sqlite_engine(url: str, database: str | None) -> Engine:
+    in_memory = not database or database == ":memory:" or database.startswith("file::memory:")
+    kwargs: dict[str, Any] = {"connect_args": {"timeout": BUSY_TIMEOUT_SECONDS, "check_same_thread": False}}
+    if in_memory:
+        # one shared connection, or every checkout would see a new empty database
+        kwargs["poolclass"] = StaticPool
+    else:
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event emit BEGIN itself (pysqlite's own
+        # implicit BEGIN is deferred and placed late, after the first reads).
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        try:
+            if not in_memory:
+                cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_SECONDS * 1000)}")
+        finally:
+            cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        write = conn.get_execution_options().get(WRITE_OPTION)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine

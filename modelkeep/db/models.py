@@ -1,0 +1,206 @@
+"""Typed rows of the registry database. No business rules live here.
+
+The schema is created and changed only by the Alembic migrations in
+``modelkeep/db/migrations``; these classes must match the newest revision.
+Artifacts are referenced by surrogate id everywhere, so a rename touches one row.
+Timestamps are timezone-aware UTC on the way in and on the way out, also on
+SQLite (which stores them as naive ISO strings; UTC strings sort correctly).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = [
+    "Base",
+    "UTCDateTime",
+    "ArtifactRow",
+    "VersionRow",
+    "ManifestRow",
+    "EdgeRow",
+    "AliasRow",
+    "AliasMoveRow",
+    "TagRow",
+    "TagChangeRow",
+    "utcnow",
+]
+
+NAME_LEN = 129  # namespace/name, 64 + 1 + 64
+SEGMENT_LEN = 64
+DIGEST_LEN = 71  # "blake3:" + 64 hex
+
+# Deterministic constraint names, so later migrations can refer to them (and
+# SQLite batch migrations can recreate tables) on every database alike.
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp; naive datetimes are refused, not guessed."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given where a timezone-aware UTC one is required")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON}
+
+
+class ArtifactRow(Base):
+    __tablename__ = "artifacts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_LEN), unique=True)
+    namespace: Mapped[str | None] = mapped_column(String(SEGMENT_LEN), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(255))
+
+
+class ManifestRow(Base):
+    """A manifest body (``Manifest.to_bytes()``), stored once however many versions share it."""
+
+    __tablename__ = "manifests"
+
+    digest: Mapped[str] = mapped_column(String(DIGEST_LEN), primary_key=True)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    size: Mapped[int] = mapped_column(BigInteger)
+    file_count: Mapped[int] = mapped_column(Integer)
+
+
+class VersionRow(Base):
+    __tablename__ = "versions"
+    __table_args__ = (
+        # Also the index behind "newest first": scanned backwards per artifact.
+        UniqueConstraint("artifact_id", "major", "minor", "patch"),
+        # Digest-prefix lookups are range scans within one artifact.
+        Index("ix_versions_artifact_id_digest", "artifact_id", "digest"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    artifact_id: Mapped[int] = mapped_column(ForeignKey("artifacts.id"))
+    major: Mapped[int] = mapped_column(Integer)
+    minor: Mapped[int] = mapped_column(Integer)
+    patch: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))
+    digest: Mapped[str] = mapped_column(String(DIGEST_LEN), unique=True)
+    files_digest: Mapped[str] = mapped_column(ForeignKey("manifests.digest"), index=True)
+    author: Mapped[str] = mapped_column(String(255))
+    message: Mapped[str] = mapped_column(Text)
+    params: Mapped[dict[str, Any]]
+    metrics: Mapped[dict[str, Any]]
+    provenance: Mapped[dict[str, Any]]
+    size: Mapped[int] = mapped_column(BigInteger)
+    file_count: Mapped[int] = mapped_column(Integer)
+    new_bytes: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime]
+
+    @property
+    def semver(self) -> str:
+        return f"{self.major}.{self.minor}.{self.patch}"
+
+
+class EdgeRow(Base):
+    """A typed lineage edge from a dependent version (source) to what it used (target)."""
+
+    __tablename__ = "edges"
+    __table_args__ = (UniqueConstraint("source_id", "type", "target_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    type: Mapped[str] = mapped_column(String(32))
+    source_id: Mapped[int] = mapped_column(ForeignKey("versions.id"))
+    target_id: Mapped[int] = mapped_column(ForeignKey("versions.id"), index=True)
+
+
+class AliasRow(Base):
+    __tablename__ = "aliases"
+    __table_args__ = (UniqueConstraint("artifact_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    artifact_id: Mapped[int] = mapped_column(ForeignKey("artifacts.id"))
+    name: Mapped[str] = mapped_column(String(SEGMENT_LEN))
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"), index=True)
+    updated_at: Mapped[datetime]
+    updated_by: Mapped[str] = mapped_column(String(255))
+
+
+class AliasMoveRow(Base):
+    """One change of an alias; ``new_version_id`` None records a removal."""
+
+    __tablename__ = "alias_moves"
+    __table_args__ = (Index("ix_alias_moves_artifact_id_alias_at", "artifact_id", "alias", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    artifact_id: Mapped[int] = mapped_column(ForeignKey("artifacts.id"))
+    alias: Mapped[str] = mapped_column(String(SEGMENT_LEN))
+    previous_version_id: Mapped[int | None] = mapped_column(ForeignKey("versions.id"))
+    new_version_id: Mapped[int | None] = mapped_column(ForeignKey("versions.id"))
+    actor: Mapped[str] = mapped_column(String(255))
+    at: Mapped[datetime]
+    reason: Mapped[str] = mapped_column(Text)
+
+
+class TagRow(Base):
+    __tablename__ = "tags"
+    __table_args__ = (UniqueConstraint("version_id", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"))
+    key: Mapped[str] = mapped_column(String(SEGMENT_LEN))
+    value: Mapped[str] = mapped_column(Text)
+
+
+class TagChangeRow(Base):
+    """One change of a version tag; ``value`` None records a removal."""
+
+    __tablename__ = "tag_changes"
+    __table_args__ = (Index("ix_tag_changes_version_id_key_at", "version_id", "key", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"))
+    key: Mapped[str] = mapped_column(String(SEGMENT_LEN))
+    value: Mapped[str | None] = mapped_column(Text)
+    previous: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(255))
+    at: Mapped[datetime]
+    reason: Mapped[str] = mapped_column(Text)
