@@ -1,0 +1,161 @@
+"""modelkeep: immutable, content-addressed, deduplicated model versions with lineage and aliases.
+
+    import modelkeep
+
+    with modelkeep.open() as reg:                     # MODELKEEP_* settings, or ~/.modelkeep
+        v = reg.push("out/", "team/fraud", kind="model", metrics={"auc": 0.93})
+        reg.set_alias("team/fraud", "production", v.version, reason="beats 1.3.0")
+        reg.pull("team/fraud@production", "serving/")
+
+Everything public is listed in ``__all__`` below (pinned by a test); other
+modules are private to the package.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from modelkeep.config import Settings
+from modelkeep.errors import (
+    AliasNotFound,
+    AmbiguousRef,
+    ArtifactNotFound,
+    ChunkNotFound,
+    ConflictError,
+    CorruptData,
+    IntegrityError,
+    InvalidInput,
+    InvalidName,
+    InvalidPath,
+    InvalidRef,
+    InvalidURI,
+    InvalidVersion,
+    KindMismatch,
+    ModelkeepError,
+    NotFoundError,
+    StorageError,
+    StoreLocked,
+    TagNotFound,
+    VersionExists,
+    VersionNotFound,
+)
+from modelkeep.registry.api import Registry
+from modelkeep.registry.names import VersionRef
+from modelkeep.registry.semver import SemVer
+from modelkeep.registry.types import (
+    Alias,
+    AliasMove,
+    Artifact,
+    ArtifactUsage,
+    Direction,
+    DiskUsage,
+    Edge,
+    EdgeType,
+    FileChange,
+    FsckReport,
+    GcReport,
+    Kind,
+    LineageNode,
+    Problem,
+    TagChange,
+    ValueChange,
+    Version,
+    VersionDiff,
+    VersionKey,
+)
+from modelkeep.store.digest import Digest
+
+if TYPE_CHECKING:
+    from modelkeep.store.chunkstore import ChunkStore
+
+__all__ = [
+    "open",
+    "Registry",
+    "Settings",
+    # value types
+    "Alias",
+    "AliasMove",
+    "Artifact",
+    "ArtifactUsage",
+    "Digest",
+    "Direction",
+    "DiskUsage",
+    "Edge",
+    "EdgeType",
+    "FileChange",
+    "FsckReport",
+    "GcReport",
+    "Kind",
+    "LineageNode",
+    "Problem",
+    "SemVer",
+    "TagChange",
+    "ValueChange",
+    "Version",
+    "VersionDiff",
+    "VersionKey",
+    "VersionRef",
+    # errors
+    "ModelkeepError",
+    "InvalidInput",
+    "InvalidName",
+    "InvalidRef",
+    "InvalidPath",
+    "InvalidURI",
+    "InvalidVersion",
+    "NotFoundError",
+    "ArtifactNotFound",
+    "VersionNotFound",
+    "AliasNotFound",
+    "TagNotFound",
+    "ChunkNotFound",
+    "ConflictError",
+    "VersionExists",
+    "KindMismatch",
+    "AmbiguousRef",
+    "StoreLocked",
+    "IntegrityError",
+    "CorruptData",
+    "StorageError",
+]
+
+_DB_SCHEMES = ("sqlite", "postgresql", "postgres", "postgresql+psycopg")
+
+
+def open(  # noqa: A001 - the public name is modelkeep.open, like io.open
+    uri_or_home: str | Path | Settings | None = None,
+    *,
+    store: str | ChunkStore | None = None,
+    user: str | None = None,
+) -> Registry:
+    """Open a registry; the database schema is upgraded to the newest migration first.
+
+    ``uri_or_home`` picks it:
+
+    * ``None``: settings from the environment (``Settings.from_env``: ``MODELKEEP_URI``,
+      ``MODELKEEP_STORE``, ``MODELKEEP_HOME``, ``MODELKEEP_USER``), by default ``~/.modelkeep``;
+    * a :class:`Settings`: exactly those settings;
+    * a folder path: the registry in that home (SQLite ``registry.db`` + ``store/`` folder);
+    * a ``sqlite:///…`` or ``postgresql://…`` URL: that database, with ``store`` (a store URL
+      or a ChunkStore) or else the store the environment names (default ``~/.modelkeep/store``).
+
+    ``store`` and ``user`` override whatever the first argument implies.
+    Raises InvalidURI for other URL schemes, StorageError when the database is unreachable.
+    """
+    from modelkeep.registry.embedded import EmbeddedRegistry  # keeps `import modelkeep` light
+
+    if uri_or_home is None:
+        settings = Settings.from_env(user=user)
+    elif isinstance(uri_or_home, Settings):
+        settings = uri_or_home
+    elif isinstance(uri_or_home, Path) or "://" not in uri_or_home:
+        settings = Settings.for_home(uri_or_home, user=user)
+    else:
+        scheme = uri_or_home.partition("://")[0]
+        if scheme not in _DB_SCHEMES:
+            raise InvalidURI(
+                f"unsupported registry URI scheme {scheme!r} (a folder path, sqlite:///path or postgresql://host/db)"
+            )
+        settings = Settings.from_env(db_url=uri_or_home, user=user)
+    return EmbeddedRegistry(settings, store, user)

@@ -1,0 +1,370 @@
+"""EmbeddedRegistry: the Registry in process, over a database URL and a chunk store.
+
+Opening one upgrades the database schema to the newest migration first (under
+a database lock, so concurrent openers are safe). Each method is one database
+transaction (``modelkeep.db.uow``). Deviations from ``registry/api.py``:
+
+* ``push`` of content and metadata equal to the latest version's with ``tags``
+  sets those tags on the latest version (recorded in its tag history);
+  ``major=True`` or a higher explicit ``version`` always makes a new version.
+* ``set_tag(..., None)`` on an absent tag raises TagNotFound.
+"""
+
+from __future__ import annotations
+
+import getpass
+import stat
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.exc import OperationalError
+
+from modelkeep.config import Settings
+from modelkeep.db import schema
+from modelkeep.db.engine import make_engine, make_sessionmaker
+from modelkeep.db.models import ManifestRow, VersionRow, utcnow
+from modelkeep.db.uow import UnitOfWork
+from modelkeep.errors import InvalidInput, InvalidPath, InvalidRef, StorageError
+from modelkeep.registry import aliases as _aliases
+from modelkeep.registry import artifacts as _artifacts
+from modelkeep.registry import diff as _diff
+from modelkeep.registry import lineage as _lineage
+from modelkeep.registry import provenance, storage, tree
+from modelkeep.registry import tags as _tags
+from modelkeep.registry import versions as _versions
+from modelkeep.registry.api import Progress, RefLike, RefsLike, Registry
+from modelkeep.registry.names import VersionRef, check_alias, check_name
+from modelkeep.registry.records import version_record, version_records
+from modelkeep.registry.semver import SemVer
+from modelkeep.registry.types import (
+    Alias,
+    AliasMove,
+    Artifact,
+    Direction,
+    DiskUsage,
+    EdgeType,
+    FsckReport,
+    GcReport,
+    Kind,
+    LineageNode,
+    TagChange,
+    Version,
+    VersionDiff,
+    VersionKey,
+)
+from modelkeep.store.chunkstore import ChunkStore, open_store
+from modelkeep.store.manifest import Manifest
+
+__all__ = ["EmbeddedRegistry"]
+
+
+class EmbeddedRegistry(Registry):
+    """``EmbeddedRegistry(settings)`` or ``EmbeddedRegistry(db_url, store, user)``.
+
+    ``store`` is a ChunkStore or a store URL; a store opened here from a URL is
+    closed by :meth:`close`, one passed in belongs to the caller.
+    """
+
+    def __init__(
+        self, settings_or_url: Settings | str, store: ChunkStore | str | None = None, user: str | None = None
+    ) -> None:
+        if isinstance(settings_or_url, Settings):
+            db_url = settings_or_url.db_url
+            store = store if store is not None else settings_or_url.store_url
+            user = user or settings_or_url.user
+        else:
+            db_url = settings_or_url
+            if store is None:
+                raise InvalidInput("EmbeddedRegistry(db_url, store, user) needs a store (a ChunkStore or a store URL)")
+        self._user = user or _os_user()
+        self._engine = make_engine(db_url)
+        try:
+            schema.upgrade(self._engine)
+        except OperationalError as exc:
+            self._engine.dispose()
+            raise StorageError(f"cannot open the registry database: {exc.orig}") from exc
+        self._uow = UnitOfWork(make_sessionmaker(self._engine))
+        self._owns_store = isinstance(store, str)
+        self._store = open_store(store) if isinstance(store, str) else store
+        self.db_url = db_url
+
+    @property
+    def store(self) -> ChunkStore:
+        return self._store
+
+    @property
+    def user(self) -> str:
+        return self._user
+
+    # -- versions --------------------------------------------------------------
+
+    def push(
+        self,
+        path: str | Path,
+        name: str,
+        *,
+        kind: Kind | str | None = None,
+        message: str = "",
+        params: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        tags: Mapping[str, str] | None = None,
+        derived_from: RefsLike = None,
+        trained_on: RefsLike = None,
+        evaluated_on: RefsLike = None,
+        contains: RefsLike = None,
+        variant_of: RefsLike = None,
+        version: str | None = None,
+        major: bool = False,
+        progress: Progress | None = None,
+    ) -> Version:
+        check_name(name)
+        if not isinstance(message, str):
+            raise InvalidInput(f"message must be a string, got {type(message).__name__}")
+        explicit = SemVer.parse(version) if version is not None else None
+        if explicit is not None and major:
+            raise InvalidInput("give either an explicit version or major=True, not both")
+        lineage = [
+            (etype, VersionRef.parse(ref))
+            for etype, refs in (
+                (EdgeType.DERIVED_FROM, derived_from),
+                (EdgeType.TRAINED_ON, trained_on),
+                (EdgeType.EVALUATED_ON, evaluated_on),
+                (EdgeType.CONTAINS, contains),
+                (EdgeType.VARIANT_OF, variant_of),
+            )
+            for ref in _ref_list(refs, etype)
+        ]
+        fields = dict(
+            name=name,
+            kind=_kind(kind),
+            author=self._user,
+            message=message,
+            params=_versions.json_value(params, "params"),
+            metrics=_versions.json_value(metrics, "metrics"),
+            edges=lineage,
+            tags=_tags.check_tags(tags),
+            version=explicit,
+            major=major,
+        )
+        sources = tree.collect(path)
+        prov = provenance.capture(path)
+        with self._store.session() as upload:
+            entries = [upload.put_file(f.path, f.rel, progress=progress) for f in sources]
+            upload.commit()
+            # Still inside the session: gc cannot run until the version row is committed.
+            new = _versions.NewVersion(
+                manifest=Manifest.of(entries),
+                new_bytes=upload.new_bytes,
+                provenance=_versions.json_value(prov, "provenance"),
+                now=utcnow(),
+                **fields,
+            )
+            return self._uow.write(lambda db: _versions.create(db, new))
+
+    def pull(self, ref: RefLike, dest: str | Path, *, progress: Progress | None = None) -> Version:
+        version, manifest = self._uow.read(lambda db: self._with_manifest(db, _parse(ref)))
+        root = Path(dest).expanduser().absolute()
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InvalidPath(f"cannot create {root}: {exc.strerror}") from None
+        real_root = root.resolve()
+        for entry in manifest:
+            target = root / entry.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            parent = target.parent.resolve()
+            if parent != real_root and real_root not in parent.parents:
+                raise InvalidPath(f"refusing to write {entry.path}: a symlink under {root} leads outside it")
+            self._store.read_file(entry, target, progress=progress)
+            if entry.executable:
+                mode = target.stat().st_mode
+                target.chmod(mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+        return version
+
+    def get(self, ref: RefLike) -> Version:
+        parsed = _parse(ref)
+
+        def run(db):  # type: ignore[no-untyped-def]
+            art, row = _versions.find(db, parsed)
+            return version_record(db, row, art.name)
+
+        return self._uow.read(run)
+
+    def files(self, ref: RefLike) -> list[tuple[str, int]]:
+        _, manifest = self._uow.read(lambda db: self._with_manifest(db, _parse(ref)))
+        return [(f.path, f.size) for f in manifest]
+
+    def versions(self, name: str, *, limit: int | None = None, offset: int = 0) -> list[Version]:
+        check_name(name)
+        if (limit is not None and limit < 0) or offset < 0:
+            raise InvalidInput("limit and offset must not be negative")
+
+        def run(db):  # type: ignore[no-untyped-def]
+            art = _versions.artifact_row(db, name)
+            rows = _versions.page(db, art.id, limit=limit, offset=offset)
+            return version_records(db, rows, {art.id: art.name})
+
+        return self._uow.read(run)
+
+    def artifacts(self, *, namespace: str | None = None, kind: Kind | str | None = None) -> list[Artifact]:
+        k = _kind(kind)
+        return self._uow.read(lambda db: _artifacts.summaries(db, namespace=namespace, kind=k))
+
+    def artifact(self, name: str) -> Artifact:
+        check_name(name)
+        return self._uow.read(lambda db: _artifacts.summaries(db, name=name))[0]
+
+    # -- aliases and tags ------------------------------------------------------------
+
+    def set_alias(
+        self, name: str, alias: str, version: RefLike, *, reason: str = "", expected: str | None = None
+    ) -> AliasMove:
+        check_name(name)
+        check_alias(alias)
+        ref = _ref_in(name, version)
+        now = utcnow()
+
+        def run(db):  # type: ignore[no-untyped-def]
+            art = _versions.artifact_row(db, name, lock=True)
+            _, row = _versions.find(db, ref, art)
+            return _aliases.move(db, art, alias, row, expected=expected, actor=self._user, at=now, reason=reason)
+
+        return self._uow.write(run)
+
+    def remove_alias(self, name: str, alias: str, *, reason: str = "") -> AliasMove:
+        check_name(name)
+        check_alias(alias)
+        now = utcnow()
+
+        def run(db):  # type: ignore[no-untyped-def]
+            art = _versions.artifact_row(db, name, lock=True)
+            return _aliases.remove(db, art, alias, actor=self._user, at=now, reason=reason)
+
+        return self._uow.write(run)
+
+    def aliases(self, name: str) -> list[Alias]:
+        check_name(name)
+        return self._uow.read(lambda db: _aliases.current(db, _versions.artifact_row(db, name)))
+
+    def alias_history(self, name: str, alias: str | None = None) -> list[AliasMove]:
+        check_name(name)
+        return self._uow.read(lambda db: _aliases.history(db, _versions.artifact_row(db, name), alias))
+
+    def alias_at(self, name: str, alias: str, at: datetime) -> str | None:
+        check_name(name)
+        return self._uow.read(lambda db: _aliases.at_instant(db, _versions.artifact_row(db, name), alias, at))
+
+    def set_tag(self, ref: RefLike, key: str, value: str | None, *, reason: str = "") -> TagChange:
+        parsed = _parse(ref)
+        now = utcnow()
+
+        def run(db):  # type: ignore[no-untyped-def]
+            art, row = _versions.find(db, parsed)
+            return _tags.set_tag(db, row, _key(art.name, row), key, value, actor=self._user, at=now, reason=reason)
+
+        return self._uow.write(run)
+
+    def tag_history(self, ref: RefLike, key: str | None = None) -> list[TagChange]:
+        parsed = _parse(ref)
+
+        def run(db):  # type: ignore[no-untyped-def]
+            art, row = _versions.find(db, parsed)
+            return _tags.history(db, row.id, _key(art.name, row), key)
+
+        return self._uow.read(run)
+
+    # -- lineage and comparison -------------------------------------------------------
+
+    def lineage(
+        self, ref: RefLike, *, direction: Direction | str = Direction.UPSTREAM, depth: int | None = None
+    ) -> list[LineageNode]:
+        parsed = _parse(ref)
+        return self._uow.read(
+            lambda db: _lineage.walk(db, _versions.find(db, parsed)[1].id, direction=direction, depth=depth)
+        )
+
+    def diff(self, a: RefLike, b: RefLike) -> VersionDiff:
+        ra, rb = _parse(a), _parse(b)
+
+        def run(db):  # type: ignore[no-untyped-def]
+            return self._with_manifest(db, ra), self._with_manifest(db, rb)
+
+        (va, ma), (vb, mb) = self._uow.read(run)
+        return _diff.compare(va, ma, vb, mb)
+
+    # -- storage --------------------------------------------------------------------
+
+    def du(self) -> DiskUsage:
+        stats = self._store.stats()
+        return self._uow.read(lambda db: storage.disk_usage(db, stats))
+
+    def fsck(self, *, progress: Progress | None = None) -> FsckReport:
+        found, refs = self._uow.read(lambda db: (list(storage.manifests(db)), storage.version_refs(db)))
+        result = self._store.fsck([m for _, m in found], progress=progress)
+        return storage.fsck_report(result, found, refs)
+
+    def gc(self, *, dry_run: bool = False, grace_seconds: float = 3600.0) -> GcReport:
+        live = self._uow.read(storage.live_chunks)
+        r = self._store.gc(live, dry_run=dry_run, grace_seconds=grace_seconds)
+        return GcReport(r.packs_deleted, r.packs_repacked, r.chunks_deleted, r.bytes_freed, r.packs_kept_young, r.dry_run)
+
+    def close(self) -> None:
+        self._engine.dispose()
+        if self._owns_store:
+            self._store.close()
+
+    # -- helpers ----------------------------------------------------------------------
+
+    @staticmethod
+    def _with_manifest(db, ref: VersionRef) -> tuple[Version, Manifest]:  # type: ignore[no-untyped-def]
+        art, row = _versions.find(db, ref)
+        body = db.get(ManifestRow, row.files_digest).body
+        return version_record(db, row, art.name), Manifest.from_bytes(body)
+
+
+def _key(name: str, row: VersionRow) -> VersionKey:
+    return VersionKey(name, row.semver)
+
+
+def _parse(ref: RefLike) -> VersionRef:
+    if isinstance(ref, VersionRef):
+        return ref
+    return VersionRef.parse(ref)
+
+
+def _ref_in(name: str, version: RefLike) -> VersionRef:
+    """A ref to a version of ``name``: a full ref of that artifact, or a bare selector."""
+    if isinstance(version, str) and "@" not in version:
+        return VersionRef.of(name, version)
+    ref = _parse(version)
+    if ref.artifact != name:
+        raise InvalidRef(f"{ref} is not a version of {name!r}: an alias points within its own artifact")
+    return ref
+
+
+def _ref_list(refs: RefsLike, etype: EdgeType) -> Sequence[str]:
+    if refs is None:
+        return ()
+    if isinstance(refs, str):
+        return (refs,)
+    if not all(isinstance(r, str) for r in refs):
+        raise InvalidRef(f"{etype.value} must be refs like 'name@1.0.0'")
+    return tuple(refs)
+
+
+def _kind(kind: Kind | str | None) -> Kind | None:
+    if kind is None:
+        return None
+    try:
+        return Kind(kind)
+    except ValueError:
+        raise InvalidInput(f"unknown kind {kind!r} ({', '.join(k.value for k in Kind)})") from None
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (containers)
+        return "unknown"
