@@ -199,3 +199,36 @@ def test_bad_metric_exits_2(mk: Invoke, model_dir: Path) -> None:
 def test_usage_error_exits_2(mk: Invoke) -> None:
     assert mk("lineage", "x", "--direction", "sideways", ok=False).exit_code == 2
     assert mk("no-such-command", ok=False).exit_code == 2
+
+
+def test_home_option_beats_environment(mk: Invoke, home: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    r = mk("--home", str(other), "init")
+    assert str(other) in r.stdout
+    assert (other / "registry.db").exists()
+    assert not (home / "registry.db").exists()
+
+
+def test_error_with_hint_and_exit_code(mk: Invoke, monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelkeep.cli import _context
+    from modelkeep.errors import StorageError
+
+    def unreachable(settings: object) -> None:
+        raise StorageError("database unreachable", hint="check MODELKEEP_URI")
+
+    monkeypatch.setattr(_context, "open_registry", unreachable)
+    r = mk("ls", ok=False)
+    assert r.exit_code == 6
+    assert r.stderr.splitlines() == ["error: database unreachable", "hint: check MODELKEEP_URI"]
+
+
+def test_ctrl_c_exits_130(mk: Invoke, monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelkeep.cli import _context
+
+    def interrupted(settings: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_context, "open_registry", interrupted)
+    r = mk("ls", ok=False)
+    assert r.exit_code == 130
+    assert "Traceback" not in r.output
