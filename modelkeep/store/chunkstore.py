@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 import uuid
 from collections import deque
@@ -243,6 +244,7 @@ class UploadSession:
         self._sealing: list[Future] = []
         self._writer: PackWriter | None = None
         self._pending: set[bytes] = set()
+        self._claim = threading.Lock()
         self._closed = False
         self.new_bytes = 0
         self.total_bytes = 0
@@ -265,10 +267,14 @@ class UploadSession:
             size = st.st_size
             file_hash = blake3.blake3()
             refs: list[ChunkRef] = []
-            inflight: deque[Future] = deque()
+            inflight: deque[tuple[list[tuple[int, int]], Future, Future]] = deque()
             hashing: Future | None = None
-            idx = self._index
-            pending = self._pending
+
+            def settle() -> None:
+                cuts, hashed, packed = inflight.popleft()
+                packed.result()
+                refs.extend(ChunkRef(Digest(d), ln) for d, (_, ln) in zip(hashed.result()[0], cuts))
+
             for seg in segments(f, size, rel):
                 plan = None
                 for block_off, view, cuts in cut(f, seg):
@@ -277,27 +283,17 @@ class UploadSession:
                     hashing = self._hasher.submit(file_hash.update, view)
                     if plan is None:
                         plan = codec.plan_for(view, seg.elem)
-                    new: list[tuple[int, int, bytes]] = []
-                    for off, ln in cuts:
-                        d = blake3.blake3(view[off : off + ln]).digest()
-                        refs.append(ChunkRef(Digest(d), ln))
-                        if d in pending or d in idx:
-                            continue
-                        pending.add(d)
-                        new.append((off, ln, d))
-                        self.new_bytes += ln
-                    if new:
-                        phase = (block_off - seg.start) % seg.elem if plan.elem else 0
-                        encoded = self._encoders.submit(_encode_block, view, new, plan, phase)
-                        # one packing thread keeps pack order and overlaps writes with cutting
-                        inflight.append(self._packer.submit(self._write, encoded))
+                    phase = (block_off - seg.start) % seg.elem if plan.elem else 0
+                    # encoders hash, claim and encode; one packing thread keeps pack order
+                    hashed = self._encoders.submit(self._hash_and_encode, view, cuts, plan, phase)
+                    inflight.append((cuts, hashed, self._packer.submit(self._write, hashed)))
                     while len(inflight) > _IN_FLIGHT:
-                        inflight.popleft().result()
+                        settle()
                     self.total_bytes += len(view)
                     if progress:
                         progress(len(view))
             while inflight:
-                inflight.popleft().result()
+                settle()
             if hashing is not None:
                 hashing.result()
             done = sum(r.size for r in refs)
@@ -305,8 +301,20 @@ class UploadSession:
                 raise InvalidPath(f"{path} changed while being read")
         return FileEntry(rel, Digest(file_hash.digest()), size, tuple(refs), bool(st.st_mode & 0o111))
 
-    def _write(self, encoded: Future) -> None:
-        items = encoded.result()
+    def _hash_and_encode(self, view: memoryview, cuts: list[tuple[int, int]], plan: codec.Plan, phase: int):
+        digests = [blake3.blake3(view[off : off + ln]).digest() for off, ln in cuts]
+        new: list[tuple[int, int, bytes]] = []
+        with self._claim:
+            for (off, ln), d in zip(cuts, digests):
+                if d in self._pending or d in self._index:
+                    continue
+                self._pending.add(d)
+                new.append((off, ln, d))
+                self.new_bytes += ln
+        return digests, (_encode_block(view, new, plan, phase) if new else [])
+
+    def _write(self, hashed: Future) -> None:
+        items = hashed.result()[1]
         while items:
             if self._writer is None:
                 self._writer = PackWriter(self._store.backend)
