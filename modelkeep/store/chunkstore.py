@@ -46,6 +46,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int], None]
+GC_GENERATION = "locks/gc-generation"
 _IN_FLIGHT = 3  # encoded blocks waiting to be written
 _READ_BATCH = 8 * 1024 * 1024
 
@@ -100,6 +101,7 @@ class ChunkStore:
     def index(self) -> Index:
         if self._index is None:
             idx = Index(self.backend)
+            idx.generation = self.gc_generation()
             idx.load()
             self._index = idx
         return self._index
@@ -221,6 +223,13 @@ class ChunkStore:
 
         return collect(self, live, dry_run=dry_run, grace_seconds=grace_seconds)
 
+    def gc_generation(self) -> str:
+        """Changes every time gc removes packs; an index loaded under another generation is stale."""
+        try:
+            return self.backend.get(GC_GENERATION).decode()
+        except ChunkNotFound:
+            return ""
+
     def reset_index(self) -> None:
         self._index = None
 
@@ -235,8 +244,14 @@ class UploadSession:
         self._store = store
         self._lock_cm = store.backend.lock(False)
         self._lock_cm.__enter__()
+        # No rescan of packs/ here: a chunk another process stored since we loaded
+        # the index is at worst stored twice (gc keeps one copy), and rescanning on
+        # every push would cost time in proportion to the store's size.
+        # ...but a gc since then may have removed packs our index still names, and
+        # deduplicating against those would commit a version with missing chunks.
+        if store.index.generation != store.gc_generation():
+            store.reset_index()
         self._index = store.index
-        self._index.refresh()
         self._encoders = ThreadPoolExecutor(2, thread_name_prefix="mk-encode")
         self._hasher = ThreadPoolExecutor(1, thread_name_prefix="mk-hash")
         self._packer = ThreadPoolExecutor(1, thread_name_prefix="mk-pack")

@@ -12,10 +12,13 @@ upload) may still be about to reference them.
 from __future__ import annotations
 
 import time
+import uuid
 from typing import TYPE_CHECKING
 
 from modelkeep.store.digest import Digest
 from modelkeep.store.packs import PackWriter, pack_name
+
+GC_GENERATION = "locks/gc-generation"
 
 if TYPE_CHECKING:
     from modelkeep.store.chunkstore import ChunkStore, StoreGc
@@ -90,6 +93,8 @@ def collect(store: ChunkStore, live: set[Digest], *, dry_run: bool, grace_second
         gone = to_delete + [p for p, _ in to_repack]
         idx.drop_packs(gone)
         idx.compact()  # the index must stop naming a pack before the pack goes
+        if gone:  # sessions that loaded their index earlier must reload it
+            backend.put(GC_GENERATION, uuid.uuid4().hex.encode())
         for pack_id in gone:
             backend.delete(pack_name(pack_id))
             deleted += 1

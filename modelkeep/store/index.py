@@ -45,6 +45,7 @@ class Index:
         self._packs: dict[str, list[PackEntry]] = {}
         self._files: dict[str, set[str]] = {}  # index file -> pack ids it covers
         self._lock = threading.Lock()
+        self.generation = ""  # the store's gc generation when this index was loaded
 
     # -- reading -----------------------------------------------------------------
 

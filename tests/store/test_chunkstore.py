@@ -193,3 +193,17 @@ def test_memory_backends_are_separate_spaces():
     a, b = MemoryBackend("x-space"), MemoryBackend("y-space")
     a.put("k", b"v")
     assert a.exists("k") and not b.exists("k")
+
+
+def test_push_after_gc_in_another_process_does_not_trust_a_stale_index(tmp_path):
+    url = f"file://{tmp_path / 'store'}"
+    a = tmp_path / "a.bin"
+    a.write_bytes(os.urandom(300_000))
+    writer = open_store(url)
+    (ea,), _ = push(writer, a)  # writer's index now names a's pack
+    collector = open_store(url)
+    assert collector.gc(set(), grace_seconds=0).packs_deleted == 1  # a is garbage for this gc
+    (ea2,), s = push(writer, a)  # must store the chunks again, not dedup against the gone pack
+    assert s.new_bytes == 300_000
+    writer.read_file(ea2, tmp_path / "back")
+    assert (tmp_path / "back").read_bytes() == a.read_bytes()
