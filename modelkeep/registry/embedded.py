@@ -187,8 +187,8 @@ class EmbeddedRegistry(Registry):
         parsed = _parse(ref)
 
         def run(db):  # type: ignore[no-untyped-def]
-            art, row = _versions.find(db, parsed)
-            return version_record(db, row, art.name)
+            name, row = _versions.find(db, parsed)
+            return version_record(db, row, name)
 
         return self._uow.read(run)
 
@@ -261,8 +261,8 @@ class EmbeddedRegistry(Registry):
         now = utcnow()
 
         def run(db):  # type: ignore[no-untyped-def]
-            art, row = _versions.find(db, parsed)
-            return _tags.set_tag(db, row, _key(art.name, row), key, value, actor=self._user, at=now, reason=reason)
+            name, row = _versions.find(db, parsed)
+            return _tags.set_tag(db, row, _key(name, row), key, value, actor=self._user, at=now, reason=reason)
 
         return self._uow.write(run)
 
@@ -270,8 +270,8 @@ class EmbeddedRegistry(Registry):
         parsed = _parse(ref)
 
         def run(db):  # type: ignore[no-untyped-def]
-            art, row = _versions.find(db, parsed)
-            return _tags.history(db, row.id, _key(art.name, row), key)
+            name, row = _versions.find(db, parsed)
+            return _tags.history(db, row.id, _key(name, row), key)
 
         return self._uow.read(run)
 
@@ -319,9 +319,9 @@ class EmbeddedRegistry(Registry):
 
     @staticmethod
     def _with_manifest(db, ref: VersionRef) -> tuple[Version, Manifest]:  # type: ignore[no-untyped-def]
-        art, row = _versions.find(db, ref)
+        name, row = _versions.find(db, ref)
         body = db.get(ManifestRow, row.files_digest).body
-        return version_record(db, row, art.name), Manifest.from_bytes(body)
+        return version_record(db, row, name), Manifest.from_bytes(body)
 
 
 def _key(name: str, row: VersionRow) -> VersionKey:

@@ -39,14 +39,29 @@ def _check_value(key: str, value: object) -> str:
 
 
 def apply_tags(
-    session: Session, version_id: int, tags: Mapping[str, str], *, actor: str, at: datetime, reason: str
+    session: Session,
+    version_id: int,
+    tags: Mapping[str, str],
+    *,
+    actor: str,
+    at: datetime,
+    reason: str,
+    known_new: bool = False,
 ) -> None:
-    """Set each of ``tags`` (validated) on a version, recording the ones that change."""
+    """Set each of ``tags`` (validated) on a version, recording the ones that change.
+
+    ``known_new``: the version was just inserted, so it has no tags to read first.
+    """
     if not tags:
         return
-    current = {
-        t.key: t for t in session.scalars(select(TagRow).where(TagRow.version_id == version_id, TagRow.key.in_(tags)))
-    }
+    current = (
+        {}
+        if known_new
+        else {
+            t.key: t
+            for t in session.scalars(select(TagRow).where(TagRow.version_id == version_id, TagRow.key.in_(tags)))
+        }
+    )
     for key in sorted(tags):
         value = tags[key]
         row = current.get(key)

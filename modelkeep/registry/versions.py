@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, select
+from sqlalchemy import and_, bindparam, exists, select
 from sqlalchemy.orm import Session
 
 from modelkeep.db.models import AliasRow, ArtifactRow, EdgeRow, ManifestRow, VersionRow
@@ -28,10 +28,10 @@ from modelkeep.errors import (
     VersionNotFound,
 )
 from modelkeep.registry.names import RefKind, VersionRef, namespace_of
-from modelkeep.registry.records import version_record
+from modelkeep.registry.records import edge_sort_key, record, version_record
 from modelkeep.registry.semver import SemVer, bump, check_explicit
 from modelkeep.registry.tags import apply_tags
-from modelkeep.registry.types import EdgeType, Kind, Version
+from modelkeep.registry.types import Edge, EdgeType, Kind, Version, VersionKey
 from modelkeep.store.digest import hash_bytes
 from modelkeep.store.manifest import Manifest
 
@@ -58,76 +58,92 @@ def json_value(value: Mapping[str, Any] | None, what: str) -> dict[str, Any]:
         raise InvalidInput(f"{what} must be JSON-serializable: {exc}") from None
 
 
+# Statements built once; calls only bind values (see records.py for why).
+_ART = select(ArtifactRow).where(ArtifactRow.name == bindparam("name"))
+_ART_LOCKED = _ART.with_for_update()
+_SELECTORS = {
+    RefKind.LATEST: select(VersionRow).order_by(*_NEWEST_FIRST).limit(1),
+    RefKind.SEMVER: select(VersionRow).where(
+        VersionRow.major == bindparam("major"),
+        VersionRow.minor == bindparam("minor"),
+        VersionRow.patch == bindparam("patch"),
+    ),
+    # A range scan on (artifact_id, digest): LIKE would not use the index on
+    # SQLite (case-insensitive) nor on PostgreSQL (non-C collations).
+    RefKind.DIGEST: select(VersionRow)
+    .where(VersionRow.digest >= bindparam("low"), VersionRow.digest < bindparam("high"))
+    .limit(2),
+    RefKind.ALIAS: select(VersionRow)
+    .join(AliasRow, AliasRow.version_id == VersionRow.id)
+    .where(AliasRow.artifact_id == VersionRow.artifact_id, AliasRow.name == bindparam("alias")),
+}
+_BY_ID = {k: stmt.where(VersionRow.artifact_id == bindparam("aid")) for k, stmt in _SELECTORS.items()}
+# The same by artifact name: a read resolves a ref in one query.
+_BY_NAME = {
+    k: stmt.join(ArtifactRow, ArtifactRow.id == VersionRow.artifact_id).where(ArtifactRow.name == bindparam("name"))
+    for k, stmt in _SELECTORS.items()
+}
+_PAGE = select(VersionRow).where(VersionRow.artifact_id == bindparam("aid")).order_by(*_NEWEST_FIRST)
+
+
 def artifact_row(session: Session, name: str, *, lock: bool = False) -> ArtifactRow:
     """The artifact row; ``lock`` takes a row lock (FOR UPDATE, a no-op on SQLite). Raises ArtifactNotFound."""
-    stmt = select(ArtifactRow).where(ArtifactRow.name == name)
-    if lock:
-        stmt = stmt.with_for_update()
-    row = session.scalars(stmt).one_or_none()
+    row = session.scalars(_ART_LOCKED if lock else _ART, {"name": name}).one_or_none()
     if row is None:
         raise ArtifactNotFound(f"no artifact named {name!r}")
     return row
 
 
 def newest(session: Session, artifact_id: int) -> VersionRow | None:
-    stmt = select(VersionRow).where(VersionRow.artifact_id == artifact_id).order_by(*_NEWEST_FIRST).limit(1)
-    return session.scalars(stmt).one_or_none()
+    return session.scalars(_BY_ID[RefKind.LATEST], {"aid": artifact_id}).one_or_none()
 
 
 def page(session: Session, artifact_id: int, *, limit: int | None, offset: int) -> list[VersionRow]:
     """Versions of one artifact, newest first, sorted in SQL on the (artifact, semver) index."""
-    stmt = select(VersionRow).where(VersionRow.artifact_id == artifact_id).order_by(*_NEWEST_FIRST)
+    stmt = _PAGE
     if limit is not None:
         stmt = stmt.limit(limit)
     if offset:
         stmt = stmt.offset(offset)
-    return list(session.scalars(stmt))
+    return list(session.scalars(stmt, {"aid": artifact_id}))
 
 
-def find(session: Session, ref: VersionRef, artifact: ArtifactRow | None = None) -> tuple[ArtifactRow, VersionRow]:
-    """Resolve ``ref``. Raises ArtifactNotFound, VersionNotFound, AliasNotFound, AmbiguousRef."""
-    art = artifact if artifact is not None else artifact_row(session, ref.artifact)
-    if ref.kind is RefKind.LATEST:
-        row = newest(session, art.id)
-        if row is None:
-            raise VersionNotFound(f"artifact {art.name!r} has no versions yet")
-        return art, row
+def find(session: Session, ref: VersionRef, artifact: ArtifactRow | None = None) -> tuple[str, VersionRow]:
+    """Resolve ``ref`` to (artifact name, version row).
+
+    With ``artifact`` (already loaded, maybe locked) the lookup is by its id;
+    without, artifact and version come from one query and the artifact is looked
+    up separately only to explain a miss.
+    Raises ArtifactNotFound, VersionNotFound, AliasNotFound, AmbiguousRef.
+    """
+    params: dict[str, Any] = {}
     if ref.kind is RefKind.SEMVER:
         v = ref.semver
-        row = session.scalars(
-            select(VersionRow).where(
-                VersionRow.artifact_id == art.id,
-                VersionRow.major == v.major,
-                VersionRow.minor == v.minor,
-                VersionRow.patch == v.patch,
-            )
-        ).one_or_none()
-        if row is None:
-            raise VersionNotFound(f"no version {ref}")
-        return art, row
+        params.update(major=v.major, minor=v.minor, patch=v.patch)
+    elif ref.kind is RefKind.DIGEST:
+        params.update(low=f"blake3:{ref.value}", high=f"blake3:{ref.value}g")  # every hex digit sorts below "g"
+    elif ref.kind is RefKind.ALIAS:
+        params["alias"] = ref.value
+    if artifact is not None:
+        params["aid"] = artifact.id
+        rows = session.scalars(_BY_ID[ref.kind], params).all()
+    else:
+        params["name"] = ref.artifact
+        rows = session.scalars(_BY_NAME[ref.kind], params).all()
+    if len(rows) == 1:
+        return ref.artifact, rows[0]
+    if rows:
+        raise AmbiguousRef(f"{ref} matches several versions; give more digits of the digest")
+    if artifact is None:
+        artifact_row(session, ref.artifact)  # raises ArtifactNotFound
+    name = ref.artifact
+    if ref.kind is RefKind.LATEST:
+        raise VersionNotFound(f"artifact {name!r} has no versions yet")
     if ref.kind is RefKind.DIGEST:
-        # A range scan on (artifact_id, digest): LIKE would not use the index on
-        # SQLite (case-insensitive) nor on PostgreSQL (non-C collations).
-        low = f"blake3:{ref.value}"
-        high = low + "g"  # every hex digit sorts below "g"
-        rows = session.scalars(
-            select(VersionRow)
-            .where(VersionRow.artifact_id == art.id, VersionRow.digest >= low, VersionRow.digest < high)
-            .limit(2)
-        ).all()
-        if not rows:
-            raise VersionNotFound(f"no version of {art.name!r} has a digest starting with {low}")
-        if len(rows) > 1:
-            raise AmbiguousRef(f"{ref} matches several versions; give more digits of the digest")
-        return art, rows[0]
-    row = session.scalars(
-        select(VersionRow)
-        .join(AliasRow, AliasRow.version_id == VersionRow.id)
-        .where(AliasRow.artifact_id == art.id, AliasRow.name == ref.value)
-    ).one_or_none()
-    if row is None:
-        raise AliasNotFound(f"artifact {art.name!r} has no alias {ref.value!r}")
-    return art, row
+        raise VersionNotFound(f"no version of {name!r} has a digest starting with blake3:{ref.value}")
+    if ref.kind is RefKind.ALIAS:
+        raise AliasNotFound(f"artifact {name!r} has no alias {ref.value!r}")
+    raise VersionNotFound(f"no version {ref}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,8 +170,8 @@ def create(session: Session, new: NewVersion) -> Version:
     """Commit step of a push: insert manifest, version, edges and tags, or return the unchanged latest."""
     art = _lock_or_create_artifact(session, new)
     kind = new.kind or Kind(art.kind)
-    targets = sorted({(etype, find(session, ref)[1].id) for etype, ref in new.edges})
-    edge_ids = {(etype.value, target_id) for etype, target_id in targets}
+    found = {(etype, *find(session, ref)) for etype, ref in new.edges}
+    targets = {(etype, row.id): VersionKey(name, row.semver) for etype, name, row in found}
     latest = newest(session, art.id)
     files_digest = str(new.manifest.digest)
     latest_semver = SemVer(latest.major, latest.minor, latest.patch) if latest else None
@@ -166,7 +182,7 @@ def create(session: Session, new: NewVersion) -> Version:
             latest.kind == kind.value
             and canonical_json(latest.params) == canonical_json(new.params)
             and canonical_json(latest.metrics) == canonical_json(new.metrics)
-            and _edge_ids(session, latest.id) == edge_ids
+            and _edge_ids(session, latest.id) == {(etype.value, vid) for etype, vid in targets}
         )
         if same_meta:
             apply_tags(session, latest.id, new.tags, actor=new.author, at=new.now, reason="set at push")
@@ -186,7 +202,8 @@ def create(session: Session, new: NewVersion) -> Version:
                 file_count=len(new.manifest),
             )
         )
-    edge_keys = sorted([etype.value, _key_of(session, target_id)] for etype, target_id in targets)
+    key = VersionKey(art.name, str(semver))
+    edges = tuple(sorted((Edge(etype, key, target) for (etype, _), target in targets.items()), key=edge_sort_key))
     document = {
         "artifact": art.name,
         "version": str(semver),
@@ -198,7 +215,7 @@ def create(session: Session, new: NewVersion) -> Version:
         "author": new.author,
         "created_at": new.now.isoformat(),
         "provenance": new.provenance,
-        "edges": edge_keys,
+        "edges": [[e.type.value, str(e.target)] for e in edges],
     }
     row = VersionRow(
         artifact_id=art.id,
@@ -220,10 +237,12 @@ def create(session: Session, new: NewVersion) -> Version:
     )
     session.add(row)
     session.flush()  # the unique (artifact, semver) constraint fails here when a race was lost
-    session.add_all(EdgeRow(type=etype.value, source_id=row.id, target_id=target_id) for etype, target_id in targets)
-    apply_tags(session, row.id, new.tags, actor=new.author, at=new.now, reason="set at push")
-    session.flush()
-    return version_record(session, row, art.name)
+    if targets or new.tags:
+        session.add_all(EdgeRow(type=etype.value, source_id=row.id, target_id=vid) for etype, vid in targets)
+        apply_tags(session, row.id, new.tags, actor=new.author, at=new.now, reason="set at push", known_new=True)
+        session.flush()
+    # A new version has exactly these edges and tags, and no alias yet: no need to read them back.
+    return record(row, art.name, edges, dict(sorted(new.tags.items())), ())
 
 
 def _lock_or_create_artifact(session: Session, new: NewVersion) -> ArtifactRow:
@@ -266,12 +285,3 @@ def _exists(session: Session, artifact_id: int, v: SemVer) -> bool:
 def _edge_ids(session: Session, version_id: int) -> set[tuple[str, int]]:
     rows = session.execute(select(EdgeRow.type, EdgeRow.target_id).where(EdgeRow.source_id == version_id))
     return {(t, i) for t, i in rows}
-
-
-def _key_of(session: Session, version_id: int) -> str:
-    name, major, minor, patch = session.execute(
-        select(ArtifactRow.name, VersionRow.major, VersionRow.minor, VersionRow.patch)
-        .join(ArtifactRow, ArtifactRow.id == VersionRow.artifact_id)
-        .where(VersionRow.id == version_id)
-    ).one()
-    return f"{name}@{major}.{minor}.{patch}"
