@@ -79,16 +79,21 @@ class EmbeddedRegistry(Registry):
             if store is None:
                 raise InvalidInput("EmbeddedRegistry(db_url, store, user) needs a store (a ChunkStore or a store URL)")
         self._user = user or _os_user()
-        self._engine = make_engine(db_url)
-        try:
-            schema.upgrade(self._engine)
-        except OperationalError as exc:
-            self._engine.dispose()
-            raise StorageError(f"cannot open the registry database: {exc.orig}") from exc
-        self._uow = UnitOfWork(make_sessionmaker(self._engine))
+        self.db_url = db_url
         self._owns_store = isinstance(store, str)
         self._store = open_store(store) if isinstance(store, str) else store
-        self.db_url = db_url
+        try:
+            self._engine = make_engine(db_url)
+            try:
+                schema.upgrade(self._engine)
+            except OperationalError as exc:
+                self._engine.dispose()
+                raise StorageError(f"cannot open the registry database: {exc.orig}") from exc
+        except BaseException:
+            if self._owns_store:
+                self._store.close()
+            raise
+        self._uow = UnitOfWork(make_sessionmaker(self._engine))
 
     @property
     def store(self) -> ChunkStore:

@@ -1,9 +1,9 @@
 """Alembic environment of the registry database.
 
-Run programmatically by :func:`modelkeep.db.migrations.upgrade` (see
-``modelkeep/db/schema.py``), which passes an open connection in
-``config.attributes["connection"]``. The ``alembic`` command line works too,
-with ``-x url=sqlite:///path`` (the URL is normalized like the registry's).
+Run programmatically by :func:`modelkeep.db.schema.upgrade`, which passes an
+open connection (holding the migration lock) in ``config.attributes["connection"]``.
+Without one, the URL comes from ``-x url=...`` or ``sqlalchemy.url`` and is
+normalized like the registry's (``postgresql://`` -> psycopg 3).
 """
 
 from __future__ import annotations
