@@ -311,8 +311,9 @@ class EmbeddedRegistry(Registry):
         return storage.fsck_report(result, found, refs)
 
     def gc(self, *, dry_run: bool = False, grace_seconds: float = 3600.0) -> GcReport:
-        live = self._uow.read(storage.live_chunks)
-        r = self._store.gc(live, dry_run=dry_run, grace_seconds=grace_seconds)
+        # The live set is computed by the store while it holds its exclusive lock:
+        # computed before, a push finishing in between could reuse a chunk gc then drops.
+        r = self._store.gc(lambda: self._uow.read(storage.live_chunks), dry_run=dry_run, grace_seconds=grace_seconds)
         return GcReport(r.packs_deleted, r.packs_repacked, r.chunks_deleted, r.bytes_freed, r.packs_kept_young, r.dry_run)
 
     def close(self) -> None:

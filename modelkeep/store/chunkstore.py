@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import blake3
-import numpy as np
 
 from modelkeep.errors import ChunkNotFound, CorruptData, InvalidPath, StorageError
 from modelkeep.store import codec
@@ -217,8 +216,18 @@ class ChunkStore:
 
         return check(self, manifests, progress=progress)
 
-    def gc(self, live: set[Digest], *, dry_run: bool = False, grace_seconds: float = 3600.0) -> StoreGc:
-        """Delete chunks not in ``live``. Raises StoreLocked when a push is in progress."""
+    def gc(
+        self,
+        live: set[Digest] | Callable[[], set[Digest]],
+        *,
+        dry_run: bool = False,
+        grace_seconds: float = 3600.0,
+    ) -> StoreGc:
+        """Delete chunks not in ``live``. Raises StoreLocked when a push is in progress.
+
+        Pass a function to have the live set computed while gc holds the store's
+        exclusive lock (the registry does: it closes the race with a finishing push).
+        """
         from modelkeep.store.gc import collect
 
         return collect(self, live, dry_run=dry_run, grace_seconds=grace_seconds)
@@ -252,10 +261,8 @@ class UploadSession:
         if store.index.generation != store.gc_generation():
             store.reset_index()
         self._index = store.index
-        self._encoders = ThreadPoolExecutor(2, thread_name_prefix="mk-encode")
-        self._hasher = ThreadPoolExecutor(1, thread_name_prefix="mk-hash")
-        self._packer = ThreadPoolExecutor(1, thread_name_prefix="mk-pack")
-        self._sealer = ThreadPoolExecutor(1, thread_name_prefix="mk-seal")
+        self._pools: tuple[ThreadPoolExecutor, ...] = ()
+        self._sealer: ThreadPoolExecutor | _Inline = _INLINE
         self._sealing: list[Future] = []
         self._writer: PackWriter | None = None
         self._pending: set[bytes] = set()
@@ -281,6 +288,8 @@ class UploadSession:
             st = os.fstat(f.fileno())
             size = st.st_size
             file_hash = blake3.blake3()
+            # Small files run in this thread: starting threads would cost more than the work.
+            encoders, hasher, packer = self._threads() if size > _THREAD_ABOVE else (_INLINE,) * 3
             refs: list[ChunkRef] = []
             inflight: deque[tuple[list[tuple[int, int]], Future, Future]] = deque()
             hashing: Future | None = None
@@ -295,13 +304,13 @@ class UploadSession:
                 for block_off, view, cuts in cut(f, seg):
                     if hashing is not None:
                         hashing.result()
-                    hashing = self._hasher.submit(file_hash.update, view)
+                    hashing = hasher.submit(file_hash.update, view)
                     if plan is None:
                         plan = codec.plan_for(view, seg.elem)
                     phase = (block_off - seg.start) % seg.elem if plan.elem else 0
                     # encoders hash, claim and encode; one packing thread keeps pack order
-                    hashed = self._encoders.submit(self._hash_and_encode, view, cuts, plan, phase)
-                    inflight.append((cuts, hashed, self._packer.submit(self._write, hashed)))
+                    hashed = encoders.submit(self._hash_and_encode, view, cuts, plan, phase)
+                    inflight.append((cuts, hashed, packer.submit(self._write, hashed)))
                     while len(inflight) > _IN_FLIGHT:
                         settle()
                     self.total_bytes += len(view)
@@ -315,6 +324,17 @@ class UploadSession:
             if done != size:
                 raise InvalidPath(f"{path} changed while being read")
         return FileEntry(rel, Digest(file_hash.digest()), size, tuple(refs), bool(st.st_mode & 0o111))
+
+    def _threads(self) -> tuple[ThreadPoolExecutor, ThreadPoolExecutor, ThreadPoolExecutor]:
+        if not self._pools:
+            self._pools = (
+                ThreadPoolExecutor(2, thread_name_prefix="mk-encode"),
+                ThreadPoolExecutor(1, thread_name_prefix="mk-hash"),
+                ThreadPoolExecutor(1, thread_name_prefix="mk-pack"),
+                ThreadPoolExecutor(1, thread_name_prefix="mk-seal"),
+            )
+            self._sealer = self._pools[3]
+        return self._pools[0], self._pools[1], self._pools[2]
 
     def _hash_and_encode(self, view: memoryview, cuts: list[tuple[int, int]], plan: codec.Plan, phase: int):
         digests = [blake3.blake3(view[off : off + ln]).digest() for off, ln in cuts]
@@ -375,7 +395,7 @@ class UploadSession:
             return
         self._closed = True
         try:
-            for pool in (self._encoders, self._hasher, self._packer):
+            for pool in self._pools[:3]:
                 pool.shutdown(wait=True, cancel_futures=True)
             if self._writer is not None:
                 self._writer.discard()
@@ -383,6 +403,25 @@ class UploadSession:
             self._sealer.shutdown(wait=True)
         finally:
             self._lock_cm.__exit__(None, None, None)
+
+
+class _Inline:
+    """An executor that runs each call at once in the calling thread."""
+
+    def submit(self, fn: Callable, *args: object) -> Future:
+        fut: Future = Future()
+        try:
+            fut.set_result(fn(*args))
+        except BaseException as exc:  # delivered through the future, like a pool would
+            fut.set_exception(exc)
+        return fut
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        pass
+
+
+_INLINE = _Inline()
+_THREAD_ABOVE = 4 * 1024 * 1024
 
 
 def _encode_block(view: memoryview, new: list[tuple[int, int, bytes]], plan: codec.Plan, phase: int):
@@ -394,6 +433,8 @@ def _encode_block(view: memoryview, new: list[tuple[int, int, bytes]], plan: cod
             kind, data = codec.encode(view[off : off + ln], plan, 0)
             out.append((d, kind, [data], ln))
         return out
+    import numpy as np
+
     head0 = (e - phase) % e  # first byte of the block that starts an element
     n = max(0, (len(view) - head0) // e)
     # One transpose per block, not per chunk: each chunk's planes are then

@@ -25,11 +25,14 @@ from __future__ import annotations
 import struct
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
 import zstandard
 
 from modelkeep.errors import CorruptData
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["RAW", "ZSTD", "PLANES", "Plan", "plan_for", "encode", "encode_planes", "decode"]
 
@@ -84,6 +87,8 @@ def plan_for(sample: memoryview | bytes, elem: int) -> Plan:
     c = _codecs()
     sample = sample[:_SAMPLE]
     if elem:
+        import numpy as np  # imported where used: `import modelkeep` stays light
+
         n = len(sample) // elem
         planes = np.frombuffer(sample, dtype=np.uint8, count=n * elem).reshape(n, elem)
         pays = tuple(len(c.plane.compress(np.ascontiguousarray(planes[:, i]))) < _PAYS * n for i in range(elem))
@@ -103,7 +108,7 @@ def encode(data: memoryview | bytes, plan: Plan, phase: int = 0) -> tuple[int, b
 
 
 def encode_planes(
-    block: memoryview, planes: np.ndarray, plan: Plan, off: int, ln: int, first: int, k0: int, k1: int
+    block: memoryview, planes: "np.ndarray", plan: Plan, off: int, ln: int, first: int, k0: int, k1: int
 ) -> tuple[int, list[bytes | memoryview]]:
     """Encode the chunk ``block[off:off+ln]`` whose whole elements are ``planes[:, k0:k1]``.
 
@@ -155,6 +160,8 @@ def decode(codec: int, blob: bytes | memoryview, raw_len: int) -> bytes | memory
 
 
 def _decode_planes(mv: memoryview, raw_len: int) -> bytes:
+    import numpy as np
+
     e, head, tail = struct.unpack_from("<BBB", mv, 0)
     if e not in (2, 4, 8) or head >= e or tail >= e:
         raise ValueError("bad plane header")

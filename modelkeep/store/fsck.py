@@ -14,7 +14,7 @@ from modelkeep.errors import ChunkNotFound, CorruptData
 from modelkeep.store import codec
 from modelkeep.store.digest import Digest
 from modelkeep.store.manifest import Manifest
-from modelkeep.store.packs import pack_name, read_header
+from modelkeep.store.packs import read_header
 
 if TYPE_CHECKING:
     from modelkeep.store.chunkstore import ChunkStore, StoreFsck
@@ -26,6 +26,7 @@ def check(store: ChunkStore, manifests: Iterable[Manifest], *, progress: Callabl
     from modelkeep.store.chunkstore import StoreFsck, StoreProblem
 
     backend = store.backend
+    known = store.index.packs()  # what the index files remember of each pack, if anything
     problems: list[StoreProblem] = []
     good: dict[bytes, int] = {}  # chunk digest -> raw size, for chunks verified intact
     bad: dict[bytes, StoreProblem] = {}
@@ -39,6 +40,13 @@ def check(store: ChunkStore, manifests: Iterable[Manifest], *, progress: Callabl
             entries = read_header(backend, info.name)
         except (CorruptData, ChunkNotFound) as exc:
             problems.append(StoreProblem("bad_pack", str(exc), pack=pack_id))
+            # the chunks the index says lived there are corrupt too, so the files
+            # using them can be named (unless an intact copy exists elsewhere)
+            for e in known.get(pack_id, []):
+                bad.setdefault(e.digest, StoreProblem(
+                    "corrupt_chunk", f"chunk {Digest(e.digest)} is in unreadable pack {pack_id}",
+                    pack=pack_id, chunk=Digest(e.digest),
+                ))
             continue
         with backend.open_reader(info.name) as f:
             for e in sorted(entries, key=lambda e: e.offset):
@@ -80,22 +88,18 @@ def check(store: ChunkStore, manifests: Iterable[Manifest], *, progress: Callabl
                             chunk=c.digest, file=f.digest,
                         ))
                     continue
+                if d in reported:  # one line per chunk; the registry names every file using it
+                    continue
+                reported.add(d)
                 if d in bad:
-                    if d not in reported:
-                        reported.add(d)
-                        p = bad[d]
-                        problems.append(StoreProblem(p.kind, p.detail, pack=p.pack, chunk=p.chunk, file=f.digest))
-                    else:
-                        problems.append(StoreProblem("corrupt_chunk", f"chunk {c.digest} is corrupt", chunk=c.digest, file=f.digest))
+                    p = bad[d]
+                    problems.append(StoreProblem(p.kind, p.detail, pack=p.pack, chunk=p.chunk, file=f.digest))
                 else:
                     problems.append(StoreProblem(
                         "missing_chunk", f"chunk {c.digest} is in no pack", chunk=c.digest, file=f.digest
                     ))
     for d, p in bad.items():  # corrupt chunks no manifest references still deserve a line
-        if d not in reported and not any(p.chunk == q.chunk for q in problems):
+        if d not in reported:
             problems.append(p)
     return StoreFsck(packs, chunks, nbytes, tuple(problems))
 
-
-def pack_object(pack_id: str) -> str:
-    return pack_name(pack_id)

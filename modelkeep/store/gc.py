@@ -12,6 +12,7 @@ upload) may still be about to reference them.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 import uuid
 from typing import TYPE_CHECKING
 
@@ -28,12 +29,15 @@ __all__ = ["collect", "REPACK_BELOW"]
 REPACK_BELOW = 0.5  # repack a pack when less than this share of its bytes is live
 
 
-def collect(store: ChunkStore, live: set[Digest], *, dry_run: bool, grace_seconds: float) -> StoreGc:
+def collect(
+    store: ChunkStore, live: set[Digest] | Callable[[], set[Digest]], *, dry_run: bool, grace_seconds: float
+) -> StoreGc:
     from modelkeep.store.chunkstore import StoreGc
 
     backend = store.backend
-    live_raw = {d.raw for d in live}
     with backend.lock(True):
+        # computed under the lock: no push can commit a new reference meanwhile
+        live_raw = {d.raw for d in (live() if callable(live) else live)}
         store.reset_index()
         idx = store.index
         now = time.time()
