@@ -90,7 +90,7 @@ class PackWriter:
     def _reserve(self, end: int) -> None:
         # Allocating blocks ahead of the writes avoids the slow path of delayed
         # allocation for large sequential writes (2-6x faster writes on ext4).
-        if end > self._allocated:
+        if end > self._allocated and end > _ALLOC_STEP // 8:  # small packs: not worth a call
             step = max(end - self._allocated, _ALLOC_STEP)
             try:
                 os.posix_fallocate(self._fd, self._allocated, step)
