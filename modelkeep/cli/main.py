@@ -131,4 +131,5 @@ app.command("gc", rich_help_panel=_STORAGE)(store.gc)
 
 def run() -> None:
     """Console-script entry point (``modelkeep`` and ``mk``)."""
-    app(prog_name=Path(sys.argv[0]).name or "mk")
+    name = Path(sys.argv[0]).name
+    app(prog_name="mk" if not name or name.endswith(".py") else name)
