@@ -41,6 +41,10 @@ __all__ = [
     "TagRow",
     "TagChangeRow",
     "utcnow",
+    # retention and signatures
+    "SignatureRow",
+    "RetentionRuleRow",
+    "RetentionHoldRow",
 ]
 
 NAME_LEN = 129  # namespace/name, 64 + 1 + 64
@@ -134,6 +138,10 @@ class VersionRow(Base):
     file_count: Mapped[int] = mapped_column(Integer)
     new_bytes: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime]
+    # Tombstone (retention): set once when the version is deleted; the row stays.
+    deleted_at: Mapped[datetime | None]
+    deleted_by: Mapped[str | None] = mapped_column(String(255))
+    deleted_reason: Mapped[str | None] = mapped_column(Text)
 
     @property
     def semver(self) -> str:
@@ -204,3 +212,53 @@ class TagChangeRow(Base):
     actor: Mapped[str] = mapped_column(String(255))
     at: Mapped[datetime]
     reason: Mapped[str] = mapped_column(Text)
+
+
+# -- retention and signatures ----------------------------------------------------------
+
+
+class SignatureRow(Base):
+    """An Ed25519 signature over a version's signed payload (``registry/signatures.py``)."""
+
+    __tablename__ = "signatures"
+    __table_args__ = (UniqueConstraint("version_id", "key_fingerprint"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"))
+    format: Mapped[int] = mapped_column(Integer)  # signed payload format number
+    key_fingerprint: Mapped[str] = mapped_column(String(DIGEST_LEN))
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)  # raw 32-byte Ed25519 public key
+    signature: Mapped[bytes] = mapped_column(LargeBinary)  # raw 64-byte signature
+    signer: Mapped[str] = mapped_column(String(255))
+    signed_at: Mapped[datetime]
+    reason: Mapped[str] = mapped_column(Text)
+
+
+class RetentionRuleRow(Base):
+    """One revision of an artifact's retention rule document; the highest revision is in force."""
+
+    __tablename__ = "retention_rules"
+    __table_args__ = (UniqueConstraint("artifact_id", "revision"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    artifact_id: Mapped[int] = mapped_column(ForeignKey("artifacts.id"))
+    revision: Mapped[int] = mapped_column(Integer)
+    document: Mapped[dict[str, Any]]
+    actor: Mapped[str] = mapped_column(String(255))
+    at: Mapped[datetime]
+    reason: Mapped[str] = mapped_column(Text)
+
+
+class RetentionHoldRow(Base):
+    """A legal hold on a version; active until ``released_at`` is set."""
+
+    __tablename__ = "retention_holds"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"), index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    placed_by: Mapped[str] = mapped_column(String(255))
+    placed_at: Mapped[datetime]
+    released_by: Mapped[str | None] = mapped_column(String(255))
+    released_at: Mapped[datetime | None]
+    release_reason: Mapped[str | None] = mapped_column(Text)
