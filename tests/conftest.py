@@ -37,3 +37,21 @@ def postgres_url() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """URL of moto's standalone S3 server on 127.0.0.1, started for this session.
+
+    Skipped when moto is not installed (the ``test`` extra installs it). Sets
+    dummy AWS credentials in the environment: boto3 insists on some, moto
+    accepts any.
+    """
+    pytest.importorskip("moto.server", reason="moto[server] is not installed (pip install '.[test]')")
+    from s3_support import CREDENTIALS, moto_server
+
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in CREDENTIALS.items():
+            mp.setenv(k, v)
+        with moto_server() as endpoint:
+            yield endpoint

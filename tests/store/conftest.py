@@ -36,10 +36,15 @@ def model_tensors(n: int = 12, size: int = 64 * 1024, seed: int = 0) -> dict[str
     return {f"layer{i}.weight": (rng.standard_normal(size, dtype=np.float32) * 0.02) for i in range(n)}
 
 
-@pytest.fixture(params=["local", "memory"])
+@pytest.fixture(params=["local", "memory", "s3"])
 def store(request, tmp_path) -> ChunkStore:
     if request.param == "local":
         s = open_store(f"file://{tmp_path / 'store'}")
+    elif request.param == "s3":  # moto's S3 server over real HTTP
+        from s3_support import make_bucket
+
+        endpoint = request.getfixturevalue("s3_endpoint")
+        s = open_store(f"s3://{make_bucket(endpoint)}/store?endpoint={endpoint}")
     else:
         s = open_store(f"memory://{uuid.uuid4().hex}")
     yield s

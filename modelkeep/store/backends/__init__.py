@@ -9,11 +9,14 @@ from modelkeep.store.backends.base import Backend, ObjectInfo
 
 __all__ = ["Backend", "ObjectInfo", "open_backend", "SCHEMES"]
 
-SCHEMES = ("file", "memory")
+SCHEMES = ("file", "memory", "s3")
 
 
 def open_backend(url: str) -> Backend:
-    """``file:///abs/path`` (or a plain path), ``memory://name``. Unknown schemes raise InvalidURI."""
+    """``file:///abs/path`` (or a plain path), ``memory://name``, ``s3://bucket/prefix``.
+
+    Unknown schemes raise InvalidURI. The s3 backend needs the ``s3`` extra (boto3).
+    """
     parts = urlsplit(url)
     scheme = parts.scheme or "file"
     if scheme == "file":
@@ -29,4 +32,10 @@ def open_backend(url: str) -> Backend:
         from modelkeep.store.backends.memory import MemoryBackend
 
         return MemoryBackend(parts.netloc or "default")
+    if scheme == "s3":
+        try:
+            from modelkeep.store.backends.s3 import parse_url
+        except ImportError as exc:
+            raise InvalidURI(f"s3 stores need boto3: pip install 'modelkeep[s3]' ({exc})") from None
+        return parse_url(url)
     raise InvalidURI(f"unknown store scheme {scheme!r} ({', '.join(SCHEMES)})")
