@@ -40,6 +40,11 @@ __all__ = [
     "AliasMoveRow",
     "TagRow",
     "TagChangeRow",
+    "AuditEventRow",
+    "AuditHeadRow",
+    "VersionStageRow",
+    "PolicyRow",
+    "ApprovalRow",
     "utcnow",
     # retention and signatures
     "SignatureRow",
@@ -262,3 +267,84 @@ class RetentionHoldRow(Base):
     released_by: Mapped[str | None] = mapped_column(String(255))
     released_at: Mapped[datetime | None]
     release_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class AuditEventRow(Base):
+    """One event of the registry's hash-chained audit trail (``registry/audit.py``).
+
+    No foreign keys on purpose: events outlive the versions and artifacts they
+    name (``artifact`` and ``subject`` are names, not ids). ``seq`` is allocated
+    under the lock of the single ``audit_head`` row and is the primary key, so a
+    writer that somehow skipped the lock still cannot fork the chain.
+    """
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index("ix_audit_events_artifact_seq", "artifact", "seq"),
+        Index("ix_audit_events_at", "at"),
+    )
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(64))
+    artifact: Mapped[str | None] = mapped_column(String(NAME_LEN))
+    subject: Mapped[str] = mapped_column(String(255))
+    reason: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict[str, Any]]
+    previous: Mapped[str] = mapped_column(String(DIGEST_LEN))
+    digest: Mapped[str] = mapped_column(String(DIGEST_LEN))
+
+
+class AuditHeadRow(Base):
+    """The single row (id 1) naming the newest event; locked FOR UPDATE by every append."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    digest: Mapped[str] = mapped_column(String(DIGEST_LEN))
+
+
+class VersionStageRow(Base):
+    """The lifecycle stage of a version; no row means ``none``. History lives in the audit trail."""
+
+    __tablename__ = "version_stages"
+    __table_args__ = (Index("ix_version_stages_artifact_id_stage", "artifact_id", "stage"),)
+
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"), primary_key=True, autoincrement=False)
+    artifact_id: Mapped[int] = mapped_column(ForeignKey("artifacts.id"))
+    stage: Mapped[str] = mapped_column(String(16))
+    updated_at: Mapped[datetime]
+    updated_by: Mapped[str] = mapped_column(String(255))
+
+
+class PolicyRow(Base):
+    """One revision of an artifact's promotion policy: the document as the user wrote it."""
+
+    __tablename__ = "policies"
+    __table_args__ = (UniqueConstraint("artifact_id", "revision"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    artifact_id: Mapped[int] = mapped_column(ForeignKey("artifacts.id"))
+    revision: Mapped[int] = mapped_column(Integer)
+    document: Mapped[str] = mapped_column(Text)
+    digest: Mapped[str] = mapped_column(String(DIGEST_LEN))
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(255))
+    reason: Mapped[str] = mapped_column(Text)
+
+
+class ApprovalRow(Base):
+    """An approval request, approval or rejection of a version (``decision``), oldest first by id."""
+
+    __tablename__ = "approvals"
+    __table_args__ = (Index("ix_approvals_version_id_id", "version_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"))
+    artifact_id: Mapped[int] = mapped_column(ForeignKey("artifacts.id"), index=True)
+    decision: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(255))
+    at: Mapped[datetime]
+    comment: Mapped[str] = mapped_column(Text)

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, aliased
 
 from modelkeep.db.models import AliasMoveRow, AliasRow, ArtifactRow, VersionRow
 from modelkeep.errors import AliasNotFound, ConflictError, InvalidInput
+from modelkeep.registry import audit
 from modelkeep.registry.names import check_alias
 from modelkeep.registry.records import semver_of
 from modelkeep.registry.semver import SemVer
@@ -60,6 +61,16 @@ def move(
             reason=reason,
         )
     )
+    audit.record(
+        session,
+        action="alias.set" if previous_row is None else "alias.move",
+        actor=actor,
+        artifact=art.name,
+        subject=f"{art.name}@{alias}",
+        reason=reason,
+        data={"alias": alias, "version": target.semver, "previous": previous},
+        at=at,
+    )
     return AliasMove(art.name, alias, target.semver, previous, actor, at, reason)
 
 
@@ -96,6 +107,16 @@ def remove(session: Session, art: ArtifactRow, alias: str, *, actor: str, at: da
             at=at,
             reason=reason,
         )
+    )
+    audit.record(
+        session,
+        action="alias.remove",
+        actor=actor,
+        artifact=art.name,
+        subject=f"{art.name}@{alias}",
+        reason=reason,
+        data={"alias": alias, "version": None, "previous": previous.semver},
+        at=at,
     )
     return AliasMove(art.name, alias, None, previous.semver, actor, at, reason)
 

@@ -24,8 +24,10 @@ from modelkeep.registry.types import (
     Alias,
     AliasMove,
     Artifact,
+    AuditReport,
     Direction,
     DiskUsage,
+    Event,
     FsckReport,
     GcReport,
     Kind,
@@ -155,6 +157,34 @@ class Registry(abc.ABC):
     @abc.abstractmethod
     def tag_history(self, ref: RefLike, key: str | None = None) -> list[TagChange]:
         """Every change of the version's tags (or of one key), oldest first."""
+
+    # -- audit trail -----------------------------------------------------------------
+
+    @abc.abstractmethod
+    def history(self, name: str) -> list[Event]:
+        """Every audit event of artifact ``name``, oldest first (also after its versions were deleted).
+
+        Raises ArtifactNotFound when the artifact neither exists nor ever had an event.
+        """
+
+    @abc.abstractmethod
+    def audit_log(
+        self,
+        *,
+        artifact: str | None = None,
+        since: datetime | None = None,
+        after: int | None = None,
+        limit: int | None = None,
+    ) -> list[Event]:
+        """Audit events in chain order: of one artifact, at or after ``since``, with seq > ``after``.
+
+        ``limit`` keeps the newest ``limit`` matching events (still oldest first).
+        """
+
+    @abc.abstractmethod
+    def audit_verify(self) -> AuditReport:
+        """Re-hash the whole audit chain; the report names the first event that was edited,
+        deleted, inserted or reordered (``report.problem``), or none (``report.ok``)."""
 
     # -- lineage and comparison -------------------------------------------------------
 

@@ -28,6 +28,7 @@ from modelkeep.db.models import ManifestRow, VersionRow, utcnow
 from modelkeep.db.uow import UnitOfWork
 from modelkeep.errors import InvalidInput, InvalidPath, InvalidRef, StorageError
 from modelkeep.registry import aliases as _aliases
+from modelkeep.registry import audit as _audit
 from modelkeep.registry import artifacts as _artifacts
 from modelkeep.registry import diff as _diff
 from modelkeep.registry import lineage as _lineage
@@ -42,9 +43,11 @@ from modelkeep.registry.types import (
     Alias,
     AliasMove,
     Artifact,
+    AuditReport,
     Direction,
     DiskUsage,
     EdgeType,
+    Event,
     FsckReport,
     GcReport,
     Kind,
@@ -279,6 +282,34 @@ class EmbeddedRegistry(Registry):
             return _tags.history(db, row.id, _key(name, row), key)
 
         return self._uow.read(run)
+
+    # -- audit trail -----------------------------------------------------------------
+
+    def history(self, name: str) -> list[Event]:
+        check_name(name)
+
+        def run(db):  # type: ignore[no-untyped-def]
+            found = _audit.events(db, artifact=name)
+            if not found:
+                _versions.artifact_row(db, name)  # raises ArtifactNotFound
+            return found
+
+        return self._uow.read(run)
+
+    def audit_log(
+        self,
+        *,
+        artifact: str | None = None,
+        since: datetime | None = None,
+        after: int | None = None,
+        limit: int | None = None,
+    ) -> list[Event]:
+        if artifact is not None:
+            check_name(artifact)
+        return self._uow.read(lambda db: _audit.events(db, artifact=artifact, since=since, after=after, limit=limit))
+
+    def audit_verify(self) -> AuditReport:
+        return self._uow.read(_audit.verify)
 
     # -- lineage and comparison -------------------------------------------------------
 

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from modelkeep.db.models import TagChangeRow, TagRow, VersionRow
 from modelkeep.errors import InvalidInput, TagNotFound
+from modelkeep.registry import audit
 from modelkeep.registry.names import check_tag_key
 from modelkeep.registry.types import TagChange, VersionKey
 
@@ -43,12 +44,15 @@ def apply_tags(
     version_id: int,
     tags: Mapping[str, str],
     *,
+    subject: str,
     actor: str,
     at: datetime,
     reason: str,
     known_new: bool = False,
 ) -> None:
     """Set each of ``tags`` (validated) on a version, recording the ones that change.
+
+    ``subject`` names the version in the audit trail (``team/fraud@1.2.0``).
 
     ``known_new``: the version was just inserted, so it has no tags to read first.
     """
@@ -83,6 +87,22 @@ def apply_tags(
                 reason=reason,
             )
         )
+        _audit(session, subject, key, value, previous, actor=actor, at=at, reason=reason)
+
+
+def _audit(
+    session: Session, subject: str, key: str, value: str | None, previous: str | None, *, actor: str, at: datetime, reason: str
+) -> None:
+    audit.record(
+        session,
+        action="tag.remove" if value is None else "tag.set",
+        actor=actor,
+        artifact=subject.rpartition("@")[0],
+        subject=subject,
+        reason=reason,
+        data={"key": key, "value": value, "previous": previous},
+        at=at,
+    )
 
 
 def set_tag(
@@ -116,6 +136,7 @@ def set_tag(
                 version_id=version.id, key=key, value=value, previous=previous, actor=actor, at=at, reason=reason
             )
         )
+        _audit(session, str(key_of), key, value, previous, actor=actor, at=at, reason=reason)
     return TagChange(key_of, key, value, previous, actor, at, reason)
 
 

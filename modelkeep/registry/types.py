@@ -30,6 +30,9 @@ __all__ = [
     "Problem",
     "FsckReport",
     "GcReport",
+    "Event",
+    "AuditProblem",
+    "AuditReport",
 ]
 
 
@@ -245,3 +248,45 @@ class GcReport:
     bytes_freed: int
     packs_kept_young: int  # unreferenced but inside the grace period
     dry_run: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One event of the audit trail: who did what, to which artifact and subject, when and why.
+
+    ``seq`` numbers the registry's events from 1 without gaps; ``digest`` is the
+    BLAKE3 of the event's canonical form, which includes ``previous`` (the digest
+    of event ``seq - 1``), so the events form one hash chain (``registry/audit.py``).
+    """
+
+    seq: int
+    at: datetime
+    actor: str
+    action: str  # "version.create", "alias.move", "stage.change", … (docs/governance.md)
+    artifact: str | None  # full artifact name; None for registry-wide events (gc)
+    subject: str  # what changed: "team/fraud@1.2.0", "team/fraud@production", "team/fraud"
+    reason: str
+    data: Mapping[str, Any]
+    previous: Digest
+    digest: Digest
+
+
+@dataclass(frozen=True, slots=True)
+class AuditProblem:
+    """The first place where the stored events and the hash chain disagree."""
+
+    seq: int  # sequence number of the first bad event (or where a missing one should be)
+    kind: str  # "edited", "deleted", "inserted", "reordered", "truncated", "head"
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuditReport:
+    events_checked: int
+    head_seq: int  # the newest sequence number the head row names
+    head_digest: Digest  # digest of that event: keep a copy elsewhere to detect rewrites
+    problem: AuditProblem | None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None

@@ -9,7 +9,6 @@ or loses on the unique constraint and is retried in a fresh transaction.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +26,8 @@ from modelkeep.errors import (
     KindMismatch,
     VersionNotFound,
 )
+from modelkeep.registry import audit
+from modelkeep.registry.canon import canonical_json, json_value
 from modelkeep.registry.names import RefKind, VersionRef, namespace_of
 from modelkeep.registry.records import edge_sort_key, record, version_record
 from modelkeep.registry.semver import SemVer, bump, check_explicit
@@ -38,24 +39,6 @@ from modelkeep.store.manifest import Manifest
 __all__ = ["NewVersion", "artifact_row", "canonical_json", "create", "find", "json_value", "newest", "page"]
 
 _NEWEST_FIRST = (VersionRow.major.desc(), VersionRow.minor.desc(), VersionRow.patch.desc())
-
-
-def canonical_json(obj: Any) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
-
-
-def json_value(value: Mapping[str, Any] | None, what: str) -> dict[str, Any]:
-    """``value`` as plain JSON data (tuples become lists, numpy scalars numbers). Raises InvalidInput."""
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise InvalidInput(f"{what} must be a mapping, got {type(value).__name__}")
-    try:
-        return json.loads(canonical_json(dict(value)).decode())
-    except ValueError as exc:  # NaN / infinity: not JSON, and not storable in PostgreSQL
-        raise InvalidInput(f"{what} must be JSON with finite numbers: {exc}") from None
-    except TypeError as exc:
-        raise InvalidInput(f"{what} must be JSON-serializable: {exc}") from None
 
 
 # Statements built once; calls only bind values (see records.py for why).
@@ -185,7 +168,9 @@ def create(session: Session, new: NewVersion) -> Version:
             and _edge_ids(session, latest.id) == {(etype.value, vid) for etype, vid in targets}
         )
         if same_meta:
-            apply_tags(session, latest.id, new.tags, actor=new.author, at=new.now, reason="set at push")
+            apply_tags(
+                session, latest.id, new.tags, subject=f"{art.name}@{latest.semver}", actor=new.author, at=new.now, reason="set at push"
+            )
             return version_record(session, latest, art.name)
 
     if new.version is not None:
@@ -237,9 +222,28 @@ def create(session: Session, new: NewVersion) -> Version:
     )
     session.add(row)
     session.flush()  # the unique (artifact, semver) constraint fails here when a race was lost
+    audit.record(
+        session,
+        action="version.create",
+        actor=new.author,
+        artifact=art.name,
+        subject=str(key),
+        reason=new.message,
+        data={
+            "version": str(semver),
+            "kind": kind.value,
+            "digest": row.digest,
+            "files_digest": files_digest,
+            "size": row.size,
+            "edges": [[e.type.value, str(e.target)] for e in edges],
+        },
+        at=new.now,
+    )
     if targets or new.tags:
         session.add_all(EdgeRow(type=etype.value, source_id=row.id, target_id=vid) for etype, vid in targets)
-        apply_tags(session, row.id, new.tags, actor=new.author, at=new.now, reason="set at push", known_new=True)
+        apply_tags(
+            session, row.id, new.tags, subject=str(key), actor=new.author, at=new.now, reason="set at push", known_new=True
+        )
         session.flush()
     # A new version has exactly these edges and tags, and no alias yet: no need to read them back.
     return record(row, art.name, edges, dict(sorted(new.tags.items())), ())

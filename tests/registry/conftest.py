@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
+from modelkeep.registry.audit import GENESIS
 from modelkeep.registry.embedded import EmbeddedRegistry
 from modelkeep.store import open_store
 
 MakeTree = Callable[..., Path]
 
-_TABLES = "tag_changes, tags, alias_moves, aliases, edges, versions, manifests, artifacts"
+_TABLES = "audit_events, approvals, policies, version_stages, tag_changes, tags, alias_moves, aliases, edges, versions, manifests, artifacts"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -27,6 +28,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     engine = create_engine(url)  # the session's database is shared: empty it for the next test
     with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {_TABLES} RESTART IDENTITY CASCADE"))
+        conn.execute(text("UPDATE audit_head SET seq = 0, digest = :g"), {"g": GENESIS})
     engine.dispose()
 
 
