@@ -139,12 +139,16 @@ def open(  # noqa: A001 - the public name is modelkeep.open, like io.open
     * a folder path: the registry in that home (SQLite ``registry.db`` + ``store/`` folder);
     * a ``sqlite:///…`` or ``postgresql://…`` URL: that database, with ``store`` (a store URL
       or a ChunkStore) or else the store the environment names (default ``~/.modelkeep/store``).
+    * an ``http://…`` or ``https://…`` URL: the modelkeep server there (a remote registry,
+      with the token of ``MODELKEEP_TOKEN``); so does a Settings whose ``db_url`` is one.
 
     ``store`` and ``user`` override whatever the first argument implies.
     Raises InvalidURI for other URL schemes, StorageError when the database is unreachable.
     """
     from modelkeep.registry.embedded import EmbeddedRegistry  # keeps `import modelkeep` light
 
+    if isinstance(uri_or_home, str) and uri_or_home.startswith(("http://", "https://")):
+        uri_or_home = Settings.from_env(db_url=uri_or_home, user=user)
     if uri_or_home is None:
         settings = Settings.from_env(user=user)
     elif isinstance(uri_or_home, Settings):
@@ -158,4 +162,10 @@ def open(  # noqa: A001 - the public name is modelkeep.open, like io.open
                 f"unsupported registry URI scheme {scheme!r} (a folder path, sqlite:///path or postgresql://host/db)"
             )
         settings = Settings.from_env(db_url=uri_or_home, user=user)
+    if settings.remote:
+        from modelkeep.client.remote import RemoteRegistry  # needs the "client" extra (httpx)
+
+        if store is not None:
+            raise InvalidURI("a remote registry keeps its own store: do not pass store= with an http(s) URI")
+        return RemoteRegistry(settings.db_url, token=settings.token)
     return EmbeddedRegistry(settings, store, user)

@@ -5,9 +5,11 @@ Library code never reads the environment; only :meth:`Settings.from_env` does.
 Environment variables:
 
 ``MODELKEEP_HOME``   home folder of the embedded registry (default ``~/.modelkeep``)
-``MODELKEEP_URI``    database URL (default ``sqlite:///$MODELKEEP_HOME/registry.db``)
+``MODELKEEP_URI``    database URL (default ``sqlite:///$MODELKEEP_HOME/registry.db``), or the
+                     ``http://`` / ``https://`` URL of a modelkeep server
 ``MODELKEEP_STORE``  store URL (default ``file://$MODELKEEP_HOME/store``)
 ``MODELKEEP_USER``   actor name recorded on every change (default: the OS user)
+``MODELKEEP_TOKEN``  API token sent to a modelkeep server (``Authorization: Bearer``)
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import getpass
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 __all__ = ["Settings"]
@@ -27,6 +29,12 @@ class Settings:
     db_url: str
     store_url: str
     user: str
+    token: str | None = field(default=None, repr=False)  # API token for a remote registry; never shown
+
+    @property
+    def remote(self) -> bool:
+        """True when ``db_url`` names a modelkeep server (http:// or https://)."""
+        return self.db_url.startswith(("http://", "https://"))
 
     @classmethod
     def for_home(cls, home: str | Path, *, user: str | None = None) -> Settings:
@@ -47,7 +55,8 @@ class Settings:
         db_url = overrides.get("db_url") or env.get("MODELKEEP_URI") or s.db_url
         store_url = overrides.get("store_url") or env.get("MODELKEEP_STORE") or s.store_url
         user = overrides.get("user") or env.get("MODELKEEP_USER") or s.user
-        return replace(s, db_url=db_url, store_url=store_url, user=user)
+        token = overrides.get("token") or env.get("MODELKEEP_TOKEN") or None
+        return replace(s, db_url=db_url, store_url=store_url, user=user, token=token)
 
 
 def _os_user() -> str:

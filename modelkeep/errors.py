@@ -6,7 +6,8 @@ and mapped back to the same class by the remote client) and the ``exit_code``
 the CLI exits with. Codes never change once released; add new classes instead.
 
 Exit codes: 1 generic failure, 2 usage / invalid input, 3 not found,
-4 conflict, 5 integrity problem, 6 store or database unavailable.
+4 conflict, 5 integrity problem, 6 store or database unavailable,
+7 not authenticated or not allowed (server).
 """
 
 from __future__ import annotations
@@ -35,6 +36,11 @@ __all__ = [
     "IntegrityError",
     "CorruptData",
     "StorageError",
+    "PayloadTooLarge",
+    "MalformedRequest",
+    "AuthError",
+    "Unauthorized",
+    "Forbidden",
     "error_classes",
 ]
 
@@ -82,6 +88,18 @@ class InvalidURI(InvalidInput):
 
 class InvalidVersion(InvalidInput):
     code = "invalid_version"
+
+
+class MalformedRequest(InvalidInput):
+    """A request body that is not valid JSON or not of the expected shape."""
+
+    code = "malformed_request"
+
+
+class PayloadTooLarge(InvalidInput):
+    """A request body or manifest over the server's limit."""
+
+    code = "payload_too_large"
 
 
 # -- not found (exit 3) -----------------------------------------------------------
@@ -154,6 +172,39 @@ class CorruptData(IntegrityError):
 class StorageError(ModelkeepError):
     code = "storage"
     exit_code = 6
+
+
+# -- authentication and roles (exit 7) ------------------------------------------------
+
+
+class AuthError(ModelkeepError):
+    code = "auth"
+    exit_code = 7
+
+
+class Unauthorized(AuthError):
+    """No token, or an unknown, expired or revoked one."""
+
+    code = "unauthorized"
+
+
+class Forbidden(AuthError):
+    """A valid token whose roles do not allow the operation (never says whether the target exists)."""
+
+    code = "forbidden"
+
+
+# -- environment (exit 1) --------------------------------------------------------------
+
+
+class MissingExtra(ModelkeepError):
+    """An optional framework is not installed; the message names the extra to install."""
+
+    code = "missing_extra"
+
+    @classmethod
+    def of(cls, extra: str, module: str) -> MissingExtra:
+        return cls(f"{module} is not installed: pip install 'modelkeep[{extra}]'")
 
 
 def error_classes() -> dict[str, type[ModelkeepError]]:

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from modelkeep.cli import aliases, artifacts, lineage, store, tags, versions
+from modelkeep.cli import aliases, artifacts, lineage, server, store, tags, versions
 from modelkeep.cli._context import State, state
 from modelkeep.cli._output import err
 from modelkeep.config import Settings
@@ -127,6 +127,7 @@ app.command("lineage", rich_help_panel=_LABELS)(lineage.lineage)
 app.command("du", rich_help_panel=_STORAGE)(store.du)
 app.command("fsck", rich_help_panel=_STORAGE)(store.fsck)
 app.command("gc", rich_help_panel=_STORAGE)(store.gc)
+app.add_typer(server.app, name="server", rich_help_panel="Server")
 
 
 def run() -> None:

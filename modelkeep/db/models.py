@@ -50,6 +50,16 @@ __all__ = [
     "SignatureRow",
     "RetentionRuleRow",
     "RetentionHoldRow",
+    # server
+    "UserRow",
+    "ApiTokenRow",
+    "RoleGrantRow",
+    "WebhookRow",
+    "WebhookDeliveryRow",
+    # retention and signatures
+    "SignatureRow",
+    "RetentionRuleRow",
+    "RetentionHoldRow",
 ]
 
 NAME_LEN = 129  # namespace/name, 64 + 1 + 64
@@ -139,6 +149,8 @@ class VersionRow(Base):
     params: Mapped[dict[str, Any]]
     metrics: Mapped[dict[str, Any]]
     provenance: Mapped[dict[str, Any]]
+    # Input/output schema of a model (ml/signature.py); SQL NULL when unknown.
+    signature: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     size: Mapped[int] = mapped_column(BigInteger)
     file_count: Mapped[int] = mapped_column(Integer)
     new_bytes: Mapped[int] = mapped_column(BigInteger)
@@ -348,3 +360,76 @@ class ApprovalRow(Base):
     actor: Mapped[str] = mapped_column(String(255))
     at: Mapped[datetime]
     comment: Mapped[str] = mapped_column(Text)
+
+
+# -- server: users, API tokens, roles, webhooks -------------------------------------------
+
+
+class UserRow(Base):
+    """A person or service that holds API tokens. There is no password: tokens only."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(SEGMENT_LEN), unique=True)
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(255))
+
+
+class ApiTokenRow(Base):
+    """An API token, stored as the SHA-256 of its secret (the secret is shown once)."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    label: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class RoleGrantRow(Base):
+    """``role`` of a user on one namespace ("*": every namespace, "": names without one)."""
+
+    __tablename__ = "role_grants"
+    __table_args__ = (UniqueConstraint("user_id", "namespace"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    namespace: Mapped[str] = mapped_column(String(SEGMENT_LEN))
+    role: Mapped[str] = mapped_column(String(16))
+    granted_at: Mapped[datetime]
+    granted_by: Mapped[str] = mapped_column(String(255))
+
+
+class WebhookRow(Base):
+    """A subscription: POST signed JSON to ``url`` on ``events`` (space-separated) of ``namespace``."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    events: Mapped[str] = mapped_column(Text)
+    namespace: Mapped[str] = mapped_column(String(SEGMENT_LEN))
+    secret: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(255))
+    deleted_at: Mapped[datetime | None]
+
+
+class WebhookDeliveryRow(Base):
+    """One delivery attempt of one event to one webhook (the delivery log)."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id"), index=True)
+    event_id: Mapped[str] = mapped_column(String(64))
+    event: Mapped[str] = mapped_column(String(64))
+    attempt: Mapped[int] = mapped_column(Integer)
+    ok: Mapped[bool]
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime]

@@ -12,6 +12,7 @@ transaction (``modelkeep.db.uow``). Deviations from ``registry/api.py``:
 
 from __future__ import annotations
 
+import copy
 import getpass
 import stat
 from collections.abc import Mapping, Sequence
@@ -70,6 +71,8 @@ class EmbeddedRegistry(Registry):
     closed by :meth:`close`, one passed in belongs to the caller.
     """
 
+    _is_view = False
+
     def __init__(
         self, settings_or_url: Settings | str, store: ChunkStore | str | None = None, user: str | None = None
     ) -> None:
@@ -105,6 +108,15 @@ class EmbeddedRegistry(Registry):
     @property
     def user(self) -> str:
         return self._user
+
+    def as_actor(self, actor: str) -> EmbeddedRegistry:
+        """A view that records ``actor`` on every change; it shares this registry's
+        connections and store, and its ``close`` does nothing (the server makes one
+        per request for the token's user)."""
+        view = copy.copy(self)
+        view._user = actor
+        view._is_view = True
+        return view
 
     # -- versions --------------------------------------------------------------
 
@@ -348,6 +360,8 @@ class EmbeddedRegistry(Registry):
         return GcReport(r.packs_deleted, r.packs_repacked, r.chunks_deleted, r.bytes_freed, r.packs_kept_young, r.dry_run)
 
     def close(self) -> None:
+        if self._is_view:
+            return
         self._engine.dispose()
         if self._owns_store:
             self._store.close()

@@ -1,0 +1,89 @@
+"""The one place HTTP happens for the remote client: requests, the bearer token, and errors.
+
+An error answer's body ``{"error": {"code", "message", "hint"}}`` becomes the
+exception class with that ``code`` (``errors.error_classes``), so callers catch
+the same classes as with the embedded registry. A connection that fails is
+StorageError.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from modelkeep.errors import ModelkeepError, StorageError, error_classes
+
+__all__ = ["Http", "raise_for_error"]
+
+_FALLBACK = {401: "unauthorized", 403: "forbidden", 404: "not_found", 409: "conflict", 413: "payload_too_large", 422: "malformed_request"}
+
+
+class Http:
+    """An httpx client bound to one server, sending ``Authorization: Bearer <token>`` when given one."""
+
+    def __init__(self, base_url: str, *, token: str | None = None, timeout: float = 300.0, transport: httpx.BaseTransport | None = None) -> None:
+        headers = {"User-Agent": "modelkeep-client"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self.base_url = base_url.rstrip("/")
+        self.client = httpx.Client(
+            base_url=self.base_url, headers=headers, timeout=httpx.Timeout(timeout, connect=10.0), transport=transport
+        )
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            resp = self.client.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise StorageError(f"cannot reach the modelkeep server at {self.base_url}: {exc}") from exc
+        raise_for_error(resp)
+        return resp
+
+    def stream(self, method: str, path: str, **kwargs: Any) -> Any:
+        """A context manager over a streamed response (errors raised on entry)."""
+        return _Stream(self, method, path, kwargs)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class _Stream:
+    def __init__(self, http: Http, method: str, path: str, kwargs: dict[str, Any]) -> None:
+        self._cm = http.client.stream(method, path, **kwargs)
+        self._base = http.base_url
+
+    def __enter__(self) -> httpx.Response:
+        try:
+            resp = self._cm.__enter__()
+        except httpx.HTTPError as exc:
+            raise StorageError(f"cannot reach the modelkeep server at {self._base}: {exc}") from exc
+        if resp.is_error:
+            resp.read()
+            try:
+                raise_for_error(resp)
+            finally:
+                self._cm.__exit__(None, None, None)
+        return resp
+
+    def __exit__(self, *exc: Any) -> None:
+        self._cm.__exit__(*exc)
+
+
+def raise_for_error(resp: httpx.Response) -> None:
+    if not resp.is_error:
+        return
+    code, message, hint = None, f"server answered HTTP {resp.status_code}", None
+    try:
+        body = resp.json()
+        err = body["error"]
+        code, message, hint = err["code"], err["message"], err.get("hint")
+    except (ValueError, KeyError, TypeError):
+        pass
+    classes = error_classes()
+    cls = classes.get(code or "") or classes.get(_FALLBACK.get(resp.status_code, ""), ModelkeepError)
+    if resp.status_code >= 500 and code in (None, "internal"):
+        cls = StorageError if resp.status_code in (502, 503, 504) else ModelkeepError
+    # Built without the class's own __init__: subclasses may take other arguments.
+    exc = cls.__new__(cls)
+    ModelkeepError.__init__(exc, message, hint=hint)
+    raise exc

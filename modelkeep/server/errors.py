@@ -1,0 +1,82 @@
+"""Errors on the wire: ModelkeepError ``code`` -> HTTP status in one table, one JSON body shape.
+
+Every error answer is ``{"error": {"code": ..., "message": ..., "hint": ...}}``;
+the remote client maps ``code`` back to the same class (``errors.error_classes``).
+A code missing from :data:`STATUS` takes the status of its nearest ancestor.
+Unexpected exceptions answer 500 with code ``internal`` and no details.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from modelkeep.errors import MalformedRequest, ModelkeepError, NotFoundError
+
+__all__ = ["STATUS", "status_of", "error_response", "install"]
+
+log = logging.getLogger(__name__)
+
+STATUS: dict[str, int] = {
+    "internal": 500,
+    "invalid_input": 400,
+    "malformed_request": 422,
+    "payload_too_large": 413,
+    "not_found": 404,
+    "conflict": 409,
+    "store_locked": 423,
+    "integrity": 500,
+    "storage": 503,
+    "auth": 403,
+    "unauthorized": 401,
+    "forbidden": 403,
+}
+
+
+def status_of(exc: ModelkeepError) -> int:
+    for cls in type(exc).__mro__:
+        code = getattr(cls, "code", None)
+        if code in STATUS:
+            return STATUS[code]
+    return 500
+
+
+def error_response(exc: ModelkeepError) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if exc.code == "unauthorized" else None
+    body = {"error": {"code": exc.code, "message": exc.message, "hint": exc.hint}}
+    return JSONResponse(body, status_code=status_of(exc), headers=headers)
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers: ours, request validation (422) and plain HTTP errors (404, 405)."""
+
+    async def on_modelkeep(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ModelkeepError)
+        return error_response(exc)
+
+    async def on_validation(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return error_response(MalformedRequest(f"invalid request: {where}: {first.get('msg', 'invalid')}"))
+
+    async def on_http(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 404:
+            return error_response(NotFoundError("no such route"))
+        err = ModelkeepError(str(exc.detail))
+        body = {"error": {"code": "http_error", "message": err.message, "hint": None}}
+        return JSONResponse(body, status_code=exc.status_code)
+
+    async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error while answering a request", exc_info=exc)
+        return error_response(ModelkeepError("internal server error"))
+
+    app.add_exception_handler(ModelkeepError, on_modelkeep)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_unexpected)

@@ -1,0 +1,76 @@
+"""Request body limits, enforced before a route reads the body (413 above the limit).
+
+Uploads (``PUT /api/v1/uploads/...``, chunk routes) may carry ``max_upload_bytes``;
+every other body ``max_json_bytes``. A declared Content-Length over the limit is
+refused at once; a chunked body is counted as it streams and refused when it
+crosses the limit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from modelkeep.errors import PayloadTooLarge
+from modelkeep.server.settings import ServerSettings
+
+__all__ = ["BodyLimit"]
+
+_UPLOAD_PREFIXES = ("/api/v1/uploads/", "/api/v1/chunks")
+
+
+class BodyLimit:
+    def __init__(self, app: ASGIApp, *, settings: ServerSettings) -> None:
+        self.app = app
+        self.settings = settings
+
+    def limit_for(self, path: str, method: str) -> int:
+        if method == "PUT" and path.startswith(_UPLOAD_PREFIXES):
+            return self.settings.max_upload_bytes
+        if path.startswith("/api/v1/chunks"):
+            return self.settings.max_upload_bytes
+        return self.settings.max_json_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit_for(scope["path"], scope["method"])
+        declared = _content_length(scope)
+        if declared is not None and declared > limit:
+            await _too_large(send, limit)
+            return
+        seen = 0
+
+        async def counting() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise PayloadTooLarge(f"request body over the limit of {limit} bytes")
+            return message
+
+        await self.app(scope, counting, send)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for key, value in scope["headers"]:
+        if key == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def _too_large(send: Send, limit: int) -> None:
+    import json
+
+    body = json.dumps(
+        {"error": {"code": PayloadTooLarge.code, "message": f"request body over the limit of {limit} bytes", "hint": None}}
+    ).encode()
+    headers: list[Any] = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,58 @@
+"""Prometheus metrics of one app, in a collector registry of its own (no global state)."""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["Metrics"]
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "modelkeep_http_requests", "HTTP requests answered", ["method", "route", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "modelkeep_http_request_seconds",
+            "Time to answer an HTTP request",
+            ["method", "route"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.webhook_deliveries = Counter(
+            "modelkeep_webhook_deliveries", "Webhook delivery attempts", ["outcome"], registry=self.registry
+        )
+
+    def render(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+    class Middleware:
+        """Counts and times every request by route template (never by raw path: bounded labels)."""
+
+        def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
+            self.app = app
+            self.metrics = metrics
+
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                await self.app(scope, receive, send)
+                return
+            start = time.perf_counter()
+            status = 500
+
+            async def sending(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                await send(message)
+
+            try:
+                await self.app(scope, receive, sending)
+            finally:
+                route = getattr(scope.get("route"), "path", "unmatched")
+                self.metrics.requests.labels(scope["method"], route, str(status)).inc()
+                self.metrics.latency.labels(scope["method"], route).observe(time.perf_counter() - start)

@@ -1,0 +1,1 @@
+"""HTTP routes, one module per group. Registry operations come from ``registry/operations.py``."""

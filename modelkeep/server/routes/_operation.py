@@ -1,0 +1,222 @@
+"""One route per row of ``registry/operations.py``: parse, authorize, call the registry, encode.
+
+Each route: authenticate the caller (401), decode the arguments from the query
+string (GET, DELETE) or the JSON body (POST, PUT) by the ABC's annotations (422
+on malformed JSON or wrong types), check the caller's role on the namespace of
+every artifact the arguments name (403, before the registry is asked anything,
+so a refusal never tells whether the target exists), call the actor-scoped
+registry in a worker thread, encode the result (``registry/wire.py``) and, after
+the registry call has committed, hand the webhook event to the dispatcher.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import typing
+from functools import cache
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from modelkeep.errors import InvalidInput, MalformedRequest
+from modelkeep.registry.api import Registry
+from modelkeep.registry.names import VersionRef, check_name
+from modelkeep.registry.operations import OPERATIONS, Operation, Scope
+from modelkeep.registry.wire import from_wire, to_wire
+from modelkeep.server.auth import ALL, Principal, namespace_for
+
+__all__ = ["operations_router", "parameters", "namespaces", "artifact_of"]
+
+_SKIP = {"self", "progress"}
+
+
+@cache
+def parameters(method: str) -> tuple[tuple[inspect.Parameter, Any], ...]:
+    """(parameter, resolved annotation) of a Registry method, without self and progress."""
+    fn = getattr(Registry, method)
+    hints = typing.get_type_hints(fn)
+    return tuple(
+        (p, hints.get(p.name, Any)) for p in inspect.signature(fn).parameters.values() if p.name not in _SKIP
+    )
+
+
+def artifact_of(value: Any, scope: Scope) -> str:
+    """The artifact name an argument holds (validated)."""
+    if not isinstance(value, str):
+        raise InvalidInput(f"expected a name or ref, got {type(value).__name__}")
+    if scope is Scope.REF:
+        return VersionRef.parse(value).artifact
+    return check_name(value)
+
+
+def namespaces(op: Operation, args: dict[str, Any]) -> list[str]:
+    """The namespaces ``op`` touches with these arguments ("*" for registry-wide)."""
+    if op.scope is Scope.GLOBAL:
+        return [ALL]
+    if op.scope is Scope.NAMESPACE:
+        out = []
+        for a in op.args:
+            ns = args.get(a)
+            out.append(ALL if ns is None else str(ns))
+        return out
+    return [ALL if args.get(a) is None else namespace_for(artifact_of(args[a], op.scope)) for a in op.args]
+
+
+def authorize(principal: Principal, op: Operation, args: dict[str, Any]) -> list[str]:
+    spaces = namespaces(op, args)
+    for ns in spaces:
+        if op.filter_results and ns == ALL:
+            continue  # a listing: filtered to what the caller may see below
+        principal.require(op.role, ns)
+    return spaces
+
+
+def _decode_query(hint: Any, text: str) -> Any:
+    base = _non_none(hint)
+    if base is int:
+        try:
+            return int(text)
+        except ValueError:
+            raise MalformedRequest(f"expected an integer, got {text!r}") from None
+    if base is float:
+        try:
+            return float(text)
+        except ValueError:
+            raise MalformedRequest(f"expected a number, got {text!r}") from None
+    if base is bool:
+        if text.lower() not in ("true", "false", "1", "0"):
+            raise MalformedRequest(f"expected true or false, got {text!r}")
+        return text.lower() in ("true", "1")
+    if _is_text(base):
+        return from_wire(hint, text)
+    try:
+        return from_wire(hint, json.loads(text))
+    except json.JSONDecodeError:
+        raise MalformedRequest(f"expected JSON, got {text!r}") from None
+
+
+def _non_none(hint: Any) -> Any:
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) in (typing.Union, __import__("types").UnionType) and len(args) == 1:
+        return args[0]
+    return hint
+
+
+def _is_text(hint: Any) -> bool:
+    """Scalars that travel as text: str, enums, datetimes, digests, and unions of them."""
+    import datetime
+    import enum
+
+    from modelkeep.store.digest import Digest
+
+    options = [a for a in (typing.get_args(hint) or (hint,)) if a is not type(None)]
+    if typing.get_origin(hint) not in (typing.Union, __import__("types").UnionType, None):
+        return False
+    return all(
+        a is str or a is datetime.datetime or a is Digest or (isinstance(a, type) and issubclass(a, enum.Enum))
+        for a in options
+    )
+
+
+async def decode_arguments(op: Operation, request: Request) -> dict[str, Any]:
+    params = parameters(op.method)
+    known = {p.name for p, _ in params}
+    if op.verb in ("GET", "DELETE"):
+        raw: dict[str, Any] = dict(request.query_params)
+        unknown = set(raw) - known
+        if unknown:
+            raise MalformedRequest(f"unknown parameters: {', '.join(sorted(unknown))}")
+        decoded = {}
+        for p, hint in params:
+            if p.name in raw:
+                decoded[p.name] = _decode_query(hint, raw[p.name])
+    else:
+        body = await request.body()
+        try:
+            raw = json.loads(body) if body else {}
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise MalformedRequest(f"the body is not valid JSON: {exc}") from None
+        if not isinstance(raw, dict):
+            raise MalformedRequest("the body must be a JSON object of arguments")
+        unknown = set(raw) - known
+        if unknown:
+            raise MalformedRequest(f"unknown arguments: {', '.join(sorted(unknown))}")
+        decoded = {}
+        for p, hint in params:
+            if p.name in raw:
+                try:
+                    decoded[p.name] = from_wire(hint, raw[p.name])
+                except InvalidInput as exc:
+                    raise MalformedRequest(f"argument {p.name}: {exc.message}") from None
+    missing = [p.name for p, _ in params if p.default is inspect.Parameter.empty and p.name not in decoded]
+    if missing:
+        raise MalformedRequest(f"missing arguments: {', '.join(missing)}")
+    return decoded
+
+
+def _visible(principal: Principal, record: Any) -> bool:
+    name = getattr(record, "artifact", None) or getattr(record, "name", None)
+    if not isinstance(name, str):
+        return False
+    return principal.visible(namespace_for(name))
+
+
+def _endpoint(op: Operation):  # type: ignore[no-untyped-def]
+    async def endpoint(request: Request) -> JSONResponse:
+        ctx = request.app.state.mk
+        principal = await run_in_threadpool(ctx.principal, request)
+        args = await decode_arguments(op, request)
+        spaces = authorize(principal, op, args)
+        registry = ctx.registry_for(principal)
+        result = await run_in_threadpool(lambda: getattr(registry, op.method)(**args))
+        if op.filter_results and isinstance(result, list):
+            result = [r for r in result if _visible(principal, r)]
+        if op.event is not None:
+            ctx.dispatcher.emit(op.event, spaces[0] if spaces else ALL, principal.user, to_wire(result))
+        return JSONResponse(to_wire(result))
+
+    endpoint.__name__ = op.method
+    endpoint.__doc__ = inspect.getdoc(getattr(Registry, op.method))
+    return endpoint
+
+
+def _openapi_extra(op: Operation) -> dict[str, Any]:
+    params = parameters(op.method)
+    if op.verb in ("GET", "DELETE"):
+        return {
+            "parameters": [
+                {
+                    "name": p.name,
+                    "in": "query",
+                    "required": p.default is inspect.Parameter.empty,
+                    "schema": {"type": "string"},
+                    "description": f"{hint}".replace("typing.", ""),
+                }
+                for p, hint in params
+            ]
+        }
+    props = {p.name: {"description": f"{hint}".replace("typing.", "")} for p, hint in params}
+    required = [p.name for p, _ in params if p.default is inspect.Parameter.empty]
+    schema = {"type": "object", "properties": props, "required": required, "additionalProperties": False}
+    return {"requestBody": {"required": bool(required), "content": {"application/json": {"schema": schema}}}}
+
+
+def operations_router(group: str) -> APIRouter:
+    """A router with one route per operation of ``group``."""
+    router = APIRouter(tags=[group])
+    for op in OPERATIONS:
+        if op.group != group:
+            continue
+        router.add_api_route(
+            op.path,
+            _endpoint(op),
+            methods=[op.verb],
+            name=op.method,
+            summary=f"Registry.{op.method} (role: {op.role.label})",
+            openapi_extra=_openapi_extra(op),
+            include_in_schema=True,
+        )
+    return router

@@ -1,0 +1,5 @@
+"""Routes of the artifacts group: thin adapters over the Registry (rows of registry/operations.py)."""
+
+from modelkeep.server.routes._operation import operations_router
+
+router = operations_router("artifacts")

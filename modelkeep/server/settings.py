@@ -1,0 +1,25 @@
+"""ServerSettings: what one server process needs, built once at the edge (``mk server``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["ServerSettings", "MiB"]
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    db_url: str  # the registry database; also holds users, tokens, roles and webhooks
+    auth: bool = True  # False only with ``--no-auth`` (single-user, local)
+    anonymous_user: str = "anonymous"  # actor recorded when auth is off
+    max_json_bytes: int = 1 * MiB  # request bodies of JSON routes (413 above)
+    max_upload_bytes: int = 64 * 1024 * MiB  # one uploaded file (413 above)
+    staging_dir: Path | None = None  # where uploads wait for their commit (default: system temp)
+    webhook_allow_private: bool = False  # deliver to loopback / private / link-local addresses
+    webhook_queue_size: int = 1000  # events waiting for delivery; more are logged and dropped
+    webhook_attempts: int = 5  # deliveries per event and subscription, with backoff between
+    webhook_backoff_seconds: float = 1.0  # first wait; doubles each retry
+    webhook_timeout_seconds: float = 10.0
