@@ -30,6 +30,14 @@ __all__ = [
     "Problem",
     "FsckReport",
     "GcReport",
+    # retention and signatures
+    "SignatureRecord",
+    "SignatureCheck",
+    "RetentionRule",
+    "RetentionHold",
+    "RetentionDecision",
+    "RetentionPlan",
+    "Tombstone",
     "Event",
     "AuditProblem",
     "AuditReport",
@@ -248,6 +256,104 @@ class GcReport:
     bytes_freed: int
     packs_kept_young: int  # unreferenced but inside the grace period
     dry_run: bool
+
+
+# -- retention and signatures ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureRecord:
+    """An Ed25519 signature stored beside a version (see docs/governance-retention-signing.md)."""
+
+    version: VersionKey
+    key_fingerprint: str  # "blake3:<hex>" of the raw 32-byte public key
+    public_key: str  # the signer's public key, PEM (SubjectPublicKeyInfo)
+    format: int  # signed payload format number
+    signer: str  # actor who added it
+    signed_at: datetime
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureCheck:
+    """The verdict on one signature, or on a requested key that signed nothing (``signature`` None)."""
+
+    key_fingerprint: str
+    valid: bool
+    detail: str  # "valid", "signature does not match the payload", "no signature by this key", ...
+    signature: SignatureRecord | None
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionRule:
+    """One revision of an artifact's retention rule document; None/False means the rule is off."""
+
+    artifact: str
+    revision: int
+    keep_last: int | None  # keep the newest N versions
+    keep_days: int | None  # keep versions younger than D days
+    keep_production: bool  # keep every version the production alias ever pointed at
+    min_days: int | None  # never delete a version younger than M days, whatever else says
+    actor: str
+    at: datetime
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionHold:
+    """A legal hold: while active (``released_at`` None) the version cannot be deleted."""
+
+    id: int
+    version: VersionKey
+    reason: str
+    placed_by: str
+    placed_at: datetime
+    released_by: str | None = None
+    released_at: datetime | None = None
+    release_reason: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.released_at is None
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionDecision:
+    """What retention does with one version, and every reason why."""
+
+    version: VersionKey
+    created_at: datetime
+    delete: bool
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionPlan:
+    """The decisions for every live version in scope, by artifact then newest first."""
+
+    at: datetime  # the instant the rules were evaluated
+    decisions: tuple[RetentionDecision, ...]
+    applied: bool  # True: returned by apply, the deletions happened
+
+    @property
+    def to_delete(self) -> tuple[VersionKey, ...]:
+        return tuple(d.version for d in self.decisions if d.delete)
+
+    @property
+    def to_keep(self) -> tuple[VersionKey, ...]:
+        return tuple(d.version for d in self.decisions if not d.delete)
+
+
+@dataclass(frozen=True, slots=True)
+class Tombstone:
+    """A deleted version: its record remains, it no longer resolves, its bytes go at the next gc."""
+
+    version: VersionKey
+    digest: Digest
+    created_at: datetime
+    deleted_at: datetime
+    deleted_by: str
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
