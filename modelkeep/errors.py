@@ -36,6 +36,11 @@ __all__ = [
     "IntegrityError",
     "CorruptData",
     "StorageError",
+    # retention and signatures
+    "InvalidKey",
+    "VersionDeleted",
+    "HoldNotFound",
+    "SignatureExists",
     "PayloadTooLarge",
     "MalformedRequest",
     "AuthError",
@@ -90,6 +95,12 @@ class InvalidVersion(InvalidInput):
     code = "invalid_version"
 
 
+class InvalidKey(InvalidInput):
+    """A key file that is not an Ed25519 key in PEM form (or the wrong half of a pair)."""
+
+    code = "invalid_key"
+
+
 class MalformedRequest(InvalidInput):
     """A request body that is not valid JSON or not of the expected shape."""
 
@@ -118,6 +129,12 @@ class VersionNotFound(NotFoundError):
     code = "version_not_found"
 
 
+class VersionDeleted(VersionNotFound):
+    """The version existed and was deleted by retention (its tombstone remains)."""
+
+    code = "version_deleted"
+
+
 class AliasNotFound(NotFoundError):
     code = "alias_not_found"
 
@@ -128,6 +145,10 @@ class TagNotFound(NotFoundError):
 
 class ChunkNotFound(NotFoundError):
     code = "chunk_not_found"
+
+
+class HoldNotFound(NotFoundError):
+    code = "hold_not_found"
 
 
 # -- conflicts (exit 4) -----------------------------------------------------------
@@ -152,6 +173,10 @@ class AmbiguousRef(ConflictError):
 
 class StoreLocked(ConflictError):
     code = "store_locked"
+
+
+class SignatureExists(ConflictError):
+    code = "signature_exists"
 
 
 # -- integrity (exit 5) -----------------------------------------------------------

@@ -18,6 +18,7 @@ import typer
 from typer.core import TyperGroup
 
 from modelkeep.cli import aliases, artifacts, lineage, server, store, tags, versions
+from modelkeep.cli import retention, signing  # retention and signatures
 from modelkeep.cli._context import State, state
 from modelkeep.cli._output import err
 from modelkeep.config import Settings
@@ -128,6 +129,12 @@ app.command("du", rich_help_panel=_STORAGE)(store.du)
 app.command("fsck", rich_help_panel=_STORAGE)(store.fsck)
 app.command("gc", rich_help_panel=_STORAGE)(store.gc)
 app.add_typer(server.app, name="server", rich_help_panel="Server")
+# retention and signatures
+_TRUST = "Retention and signatures"
+app.command("sign", rich_help_panel=_TRUST)(signing.sign)
+app.command("verify", rich_help_panel=_TRUST)(signing.verify)
+app.add_typer(signing.keys_app, name="keys", rich_help_panel=_TRUST)
+app.add_typer(retention.app, name="retention", rich_help_panel=_TRUST)
 
 
 def run() -> None:

@@ -19,14 +19,14 @@ def summaries(
     """Artifacts sorted by name, filtered by exact name, namespace and kind. Raises ArtifactNotFound for ``name``."""
     count = (
         select(func.count(VersionRow.id))
-        .where(VersionRow.artifact_id == ArtifactRow.id)
+        .where(VersionRow.artifact_id == ArtifactRow.id, VersionRow.deleted_at.is_(None))
         .correlate(ArtifactRow)
         .scalar_subquery()
     )
     # Correlated "newest version id": walks the (artifact, major, minor, patch) index backwards.
     newest_id = (
         select(VersionRow.id)
-        .where(VersionRow.artifact_id == ArtifactRow.id)
+        .where(VersionRow.artifact_id == ArtifactRow.id, VersionRow.deleted_at.is_(None))
         .order_by(VersionRow.major.desc(), VersionRow.minor.desc(), VersionRow.patch.desc())
         .limit(1)
         .correlate(ArtifactRow)

@@ -27,7 +27,7 @@ from modelkeep.db import schema
 from modelkeep.db.engine import make_engine, make_sessionmaker
 from modelkeep.db.models import ManifestRow, VersionRow, utcnow
 from modelkeep.db.uow import UnitOfWork
-from modelkeep.errors import InvalidInput, InvalidPath, InvalidRef, StorageError
+from modelkeep.errors import ChunkNotFound, InvalidInput, InvalidPath, InvalidRef, StorageError
 from modelkeep.registry import aliases as _aliases
 from modelkeep.registry import audit as _audit
 from modelkeep.registry import artifacts as _artifacts
@@ -139,6 +139,44 @@ class EmbeddedRegistry(Registry):
         major: bool = False,
         progress: Progress | None = None,
     ) -> Version:
+        fields = self._version_fields(
+            name, kind=kind, message=message, params=params, metrics=metrics, tags=tags,
+            derived_from=derived_from, trained_on=trained_on, evaluated_on=evaluated_on, contains=contains,
+            variant_of=variant_of, version=version, major=major,
+        )
+        sources = tree.collect(path)
+        prov = provenance.capture(path)
+        with self._store.session() as upload:
+            entries = [upload.put_file(f.path, f.rel, progress=progress) for f in sources]
+            upload.commit()
+            # Still inside the session: gc cannot run until the version row is committed.
+            new = _versions.NewVersion(
+                manifest=Manifest.of(entries),
+                new_bytes=upload.new_bytes,
+                provenance=_versions.json_value(prov, "provenance"),
+                now=utcnow(),
+                **fields,
+            )
+            return self._uow.write(lambda db: _versions.create(db, new))
+
+    def _version_fields(
+        self,
+        name: str,
+        *,
+        kind: Kind | str | None,
+        message: str,
+        params: Mapping[str, Any] | None,
+        metrics: Mapping[str, Any] | None,
+        tags: Mapping[str, str] | None,
+        derived_from: RefsLike,
+        trained_on: RefsLike,
+        evaluated_on: RefsLike,
+        contains: RefsLike,
+        variant_of: RefsLike,
+        version: str | None,
+        major: bool,
+    ) -> dict[str, Any]:
+        """Checked metadata of a new version, shared by push and commit_manifest."""
         check_name(name)
         if not isinstance(message, str):
             raise InvalidInput(f"message must be a string, got {type(message).__name__}")
@@ -168,20 +206,58 @@ class EmbeddedRegistry(Registry):
             version=explicit,
             major=major,
         )
-        sources = tree.collect(path)
-        prov = provenance.capture(path)
-        with self._store.session() as upload:
-            entries = [upload.put_file(f.path, f.rel, progress=progress) for f in sources]
-            upload.commit()
-            # Still inside the session: gc cannot run until the version row is committed.
+        return fields
+
+    def commit_manifest(
+        self,
+        name: str,
+        manifest: Manifest,
+        *,
+        kind: Kind | str | None = None,
+        message: str = "",
+        params: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        tags: Mapping[str, str] | None = None,
+        derived_from: RefsLike = None,
+        trained_on: RefsLike = None,
+        evaluated_on: RefsLike = None,
+        contains: RefsLike = None,
+        variant_of: RefsLike = None,
+        version: str | None = None,
+        major: bool = False,
+        provenance: Mapping[str, Any] | None = None,
+        new_bytes: int = 0,
+    ) -> Version:
+        fields = self._version_fields(
+            name, kind=kind, message=message, params=params, metrics=metrics, tags=tags,
+            derived_from=derived_from, trained_on=trained_on, evaluated_on=evaluated_on, contains=contains,
+            variant_of=variant_of, version=version, major=major,
+        )
+        if not isinstance(manifest, Manifest):
+            raise InvalidInput(f"manifest must be a Manifest, got {type(manifest).__name__}")
+        if not isinstance(new_bytes, int) or new_bytes < 0:
+            raise InvalidInput("new_bytes must be a non-negative integer")
+        # The shared lock keeps gc away from the chunks between the check and the commit.
+        with self._store.session():
+            absent = self._store.missing(manifest.chunk_digests())
+            if absent:
+                shown = ", ".join(sorted(str(d) for d in absent)[:5])
+                more = f" and {len(absent) - 5} more" if len(absent) > 5 else ""
+                raise ChunkNotFound(
+                    f"cannot commit {name}: {len(absent)} chunk(s) of the manifest are not in the store: {shown}{more}",
+                    hint="upload the missing chunks, then commit again",
+                )
             new = _versions.NewVersion(
-                manifest=Manifest.of(entries),
-                new_bytes=upload.new_bytes,
-                provenance=_versions.json_value(prov, "provenance"),
+                manifest=manifest,
+                new_bytes=min(new_bytes, manifest.size),
+                provenance=_versions.json_value(provenance, "provenance"),
                 now=utcnow(),
                 **fields,
             )
             return self._uow.write(lambda db: _versions.create(db, new))
+
+    def manifest(self, ref: RefLike) -> tuple[Version, Manifest]:
+        return self._uow.read(lambda db: self._with_manifest(db, _parse(ref)))
 
     def pull(self, ref: RefLike, dest: str | Path, *, progress: Progress | None = None) -> Version:
         version, manifest = self._uow.read(lambda db: self._with_manifest(db, _parse(ref)))

@@ -88,6 +88,7 @@ def _neighbours(session: Session, ids: list[int], *, upstream: bool) -> Iterable
         .join(src_a, src_a.id == src_v.artifact_id)
         .join(tgt_v, tgt_v.id == EdgeRow.target_id)
         .join(tgt_a, tgt_a.id == tgt_v.artifact_id)
+        .where(src_v.deleted_at.is_(None), tgt_v.deleted_at.is_(None))  # tombstones are out of the graph
         .order_by(EdgeRow.id)
     )
     column = EdgeRow.source_id if upstream else EdgeRow.target_id

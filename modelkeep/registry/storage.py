@@ -28,6 +28,7 @@ def disk_usage(session: Session, stats: StoreStats) -> DiskUsage:
     stmt = (
         select(ArtifactRow.name, func.count(VersionRow.id), func.coalesce(func.sum(VersionRow.size), 0))
         .join(VersionRow, VersionRow.artifact_id == ArtifactRow.id)
+        .where(VersionRow.deleted_at.is_(None))
         .group_by(ArtifactRow.name)
         .order_by(ArtifactRow.name)
     )
@@ -44,7 +45,9 @@ def disk_usage(session: Session, stats: StoreStats) -> DiskUsage:
 
 def manifests(session: Session) -> Iterator[tuple[str, Manifest]]:
     """(digest, manifest) of every manifest some version references, streamed."""
-    referenced = select(VersionRow.files_digest).distinct().scalar_subquery()
+    # Tombstoned versions (deleted by retention) reference nothing: their bytes go at the next gc,
+    # unless a live version shares the manifest.
+    referenced = select(VersionRow.files_digest).where(VersionRow.deleted_at.is_(None)).distinct().scalar_subquery()
     stmt = select(ManifestRow.digest, ManifestRow.body).where(ManifestRow.digest.in_(referenced))
     for digest, body in session.execute(stmt.execution_options(yield_per=256)):
         yield digest, Manifest.from_bytes(body)

@@ -32,6 +32,7 @@ from modelkeep.registry.names import RefKind, VersionRef, namespace_of
 from modelkeep.registry.records import edge_sort_key, record, version_record
 from modelkeep.registry.semver import SemVer, bump, check_explicit
 from modelkeep.registry.tags import apply_tags
+from modelkeep.registry.tombstones import raise_if_deleted
 from modelkeep.registry.types import Edge, EdgeType, Kind, Version, VersionKey
 from modelkeep.store.digest import hash_bytes
 from modelkeep.store.manifest import Manifest
@@ -60,13 +61,17 @@ _SELECTORS = {
     .join(AliasRow, AliasRow.version_id == VersionRow.id)
     .where(AliasRow.artifact_id == VersionRow.artifact_id, AliasRow.name == bindparam("alias")),
 }
-_BY_ID = {k: stmt.where(VersionRow.artifact_id == bindparam("aid")) for k, stmt in _SELECTORS.items()}
+# Tombstoned versions (deleted by retention) never resolve and are not listed; see tombstones.py.
+_LIVE = VersionRow.deleted_at.is_(None)
+_BY_ID = {k: stmt.where(VersionRow.artifact_id == bindparam("aid"), _LIVE) for k, stmt in _SELECTORS.items()}
 # The same by artifact name: a read resolves a ref in one query.
 _BY_NAME = {
-    k: stmt.join(ArtifactRow, ArtifactRow.id == VersionRow.artifact_id).where(ArtifactRow.name == bindparam("name"))
+    k: stmt.join(ArtifactRow, ArtifactRow.id == VersionRow.artifact_id).where(ArtifactRow.name == bindparam("name"), _LIVE)
     for k, stmt in _SELECTORS.items()
 }
-_PAGE = select(VersionRow).where(VersionRow.artifact_id == bindparam("aid")).order_by(*_NEWEST_FIRST)
+_PAGE = select(VersionRow).where(VersionRow.artifact_id == bindparam("aid"), _LIVE).order_by(*_NEWEST_FIRST)
+# The highest semver ever allocated, tombstones included: a deleted version's number is never reused.
+_NEWEST_ANY = _SELECTORS[RefKind.LATEST].where(VersionRow.artifact_id == bindparam("aid"))
 
 
 def artifact_row(session: Session, name: str, *, lock: bool = False) -> ArtifactRow:
@@ -78,7 +83,7 @@ def artifact_row(session: Session, name: str, *, lock: bool = False) -> Artifact
 
 
 def newest(session: Session, artifact_id: int) -> VersionRow | None:
-    return session.scalars(_BY_ID[RefKind.LATEST], {"aid": artifact_id}).one_or_none()
+    return session.scalars(_NEWEST_ANY, {"aid": artifact_id}).one_or_none()
 
 
 def page(session: Session, artifact_id: int, *, limit: int | None, offset: int) -> list[VersionRow]:
@@ -120,6 +125,7 @@ def find(session: Session, ref: VersionRef, artifact: ArtifactRow | None = None)
     if artifact is None:
         artifact_row(session, ref.artifact)  # raises ArtifactNotFound
     name = ref.artifact
+    raise_if_deleted(session, ref)  # a semver or digest of a tombstone: say when and by whom
     if ref.kind is RefKind.LATEST:
         raise VersionNotFound(f"artifact {name!r} has no versions yet")
     if ref.kind is RefKind.DIGEST:
@@ -160,7 +166,7 @@ def create(session: Session, new: NewVersion) -> Version:
     latest_semver = SemVer(latest.major, latest.minor, latest.patch) if latest else None
 
     files_changed = latest is None or latest.files_digest != files_digest
-    if latest is not None and not files_changed and not new.major and new.version in (None, latest_semver):
+    if latest is not None and latest.deleted_at is None and not files_changed and not new.major and new.version in (None, latest_semver):
         same_meta = (
             latest.kind == kind.value
             and canonical_json(latest.params) == canonical_json(new.params)

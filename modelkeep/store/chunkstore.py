@@ -23,10 +23,10 @@ from pathlib import Path
 
 import blake3
 
-from modelkeep.errors import ChunkNotFound, CorruptData, InvalidPath, StorageError
+from modelkeep.errors import ChunkNotFound, CorruptData, InvalidInput, InvalidPath, StorageError
 from modelkeep.store import codec
 from modelkeep.store.backends import Backend, open_backend
-from modelkeep.store.chunking import cut, segments
+from modelkeep.store.chunking import MAX_CHUNK, cut, segments
 from modelkeep.store.digest import Digest
 from modelkeep.store.index import Index
 from modelkeep.store.manifest import ChunkRef, FileEntry, Manifest, normalize_path
@@ -347,6 +347,40 @@ class UploadSession:
                 new.append((off, ln, d))
                 self.new_bytes += ln
         return digests, (_encode_block(view, new, plan, phase) if new else [])
+
+    def put_chunks(self, chunks: Iterable[tuple[Digest, bytes | memoryview, int, int]]) -> int:
+        """Store chunks cut elsewhere (a remote client's upload): ``(digest, bytes, elem, phase)`` each.
+
+        Every chunk *must* hash to its digest: one mismatch raises CorruptData and
+        nothing of the batch is stored. ``elem`` (0, 2, 4 or 8: the float element
+        size of its tensor) and ``phase`` (its first byte's offset within an
+        element) only guide compression. Chunks the store has are skipped.
+        ``commit`` makes the stored ones durable. Returns the bytes that were new.
+        """
+        batch = []
+        for digest, data, elem, phase in chunks:
+            view = memoryview(data).cast("B")
+            if len(view) > MAX_CHUNK:
+                raise InvalidInput(f"chunk {digest} has {len(view)} bytes, more than the {MAX_CHUNK} a chunk may hold")
+            if elem not in (0, 2, 4, 8) or not 0 <= phase < max(elem, 1):
+                raise InvalidInput(f"chunk {digest}: bad element size {elem} or phase {phase}")
+            if blake3.blake3(view).digest() != digest.raw:
+                raise CorruptData(f"chunk {digest}: its bytes do not match its digest; nothing of this batch was stored")
+            batch.append((digest.raw, view, elem, phase))
+        new = 0
+        for d, view, elem, phase in batch:
+            with self._claim:
+                if d in self._pending or d in self._index:
+                    continue
+                self._pending.add(d)
+                self.new_bytes += len(view)
+            new += len(view)
+            plan = codec.plan_for(view, elem)
+            done: Future = Future()
+            done.set_result(((), _encode_block(view, [(0, len(view), d)], plan, phase if plan.elem else 0)))
+            self._write(done)
+        self.total_bytes += sum(len(b[1]) for b in batch)
+        return new
 
     def _write(self, hashed: Future) -> None:
         items = hashed.result()[1]

@@ -1,0 +1,397 @@
+"""Chunk-level push and pull against a modelkeep server (protocol: docs/transfer.md).
+
+Push cuts every file locally with the store's own chunker and hasher
+(``store/chunking.py``, BLAKE3), so the client and the server agree on every
+chunk. Blocks of chunks are queued into batches of about ``batch_bytes``; for
+each batch a worker asks the server which chunks it lacks and uploads only
+those, several per request; the server verifies each chunk against its digest
+and seals the batch's pack before answering. The manifest is committed last.
+An interrupted push, run again, re-asks for each batch and so sends only what
+never arrived. Each file is read once; memory stays bounded by the batches in
+flight.
+
+Pull fetches the manifest, then the chunks the local cache lacks, in parallel
+batches, verifies every chunk's digest, keeps it in the cache
+(``client/cache.py``) and writes each file under a temp name renamed into
+place once complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import struct
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import blake3
+
+from modelkeep.client.cache import ChunkCache
+from modelkeep.errors import ChunkNotFound, CorruptData, InvalidPath, StorageError
+from modelkeep.registry import tree
+from modelkeep.registry.provenance import capture as capture_provenance
+from modelkeep.registry.types import Version
+from modelkeep.registry.wire import from_wire, to_wire
+from modelkeep.store.chunking import cut, segments
+from modelkeep.store.digest import Digest
+from modelkeep.store.manifest import ChunkRef, FileEntry, Manifest
+
+__all__ = ["PushResult", "PullResult", "push_files", "upload", "pull_files", "download"]
+
+API = "/api/v1"
+UP_FRAME = struct.Struct("<32sIBB")  # digest | length | float element size | phase in element
+DOWN_FRAME = struct.Struct("<32sI")  # digest | length
+BATCH_BYTES = 8 * 1024 * 1024
+MISSING_PER_REQUEST = 50_000
+FETCH_PER_REQUEST = 1024
+JOBS = 4
+ATTEMPTS = 5  # per request, on connection failures and 502/503/504 (StorageError)
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class PushResult:
+    version: Version
+    total_bytes: int  # logical bytes of the files
+    sent_bytes: int  # chunk bytes uploaded (the server lacked them)
+    reused_bytes: int  # bytes the server already had (or that repeat within the push)
+    wire_bytes: int  # request bodies of the uploads, framing included
+    chunks_sent: int
+
+
+@dataclass(frozen=True, slots=True)
+class PullResult:
+    version: Version
+    total_bytes: int
+    fetched_bytes: int  # chunk bytes downloaded
+    cached_bytes: int  # chunk bytes taken from the local cache
+    chunks_fetched: int
+
+
+def _retry(fn: Callable[[], Any], attempts: int = ATTEMPTS) -> Any:
+    """Call ``fn``; on StorageError (server unreachable, 502-504) wait and try again.
+
+    Every request this module sends is idempotent (chunks are named by content).
+    """
+    delay = 0.5
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except StorageError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 8.0)
+    raise AssertionError("unreachable")
+
+
+# -- push ------------------------------------------------------------------------------
+
+
+class _Uploader:
+    """Batches of (digest, bytes, elem, phase): ask which are missing, upload those, in worker threads."""
+
+    def __init__(self, http: Any, name: str, *, jobs: int, batch_bytes: int, progress: Progress | None) -> None:
+        self._http = http
+        self._name = name
+        self._pool = ThreadPoolExecutor(jobs, thread_name_prefix="mk-upload")
+        self._inflight: list[Future] = []
+        self._max_inflight = jobs * 2
+        self._batch: list[tuple[bytes, bytes, int, int]] = []
+        self._batch_size = 0
+        self._batch_bytes = batch_bytes
+        self._seen: set[bytes] = set()
+        self._progress = progress
+        self._lock = threading.Lock()
+        self.sent_bytes = 0
+        self.wire_bytes = 0
+        self.chunks_sent = 0
+
+    def add(self, digest: bytes, data: bytes | memoryview, elem: int, phase: int) -> None:
+        if digest in self._seen:  # repeats within this push are sent once
+            return
+        self._seen.add(digest)
+        self._batch.append((digest, bytes(data), elem, phase))
+        self._batch_size += len(data)
+        if self._batch_size >= self._batch_bytes:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._batch:
+            return
+        batch, self._batch, self._batch_size = self._batch, [], 0
+        self._inflight.append(self._pool.submit(self._send, batch))
+        while len(self._inflight) > self._max_inflight:  # bounded memory: wait for the oldest
+            self._inflight.pop(0).result()
+
+    def _send(self, batch: list[tuple[bytes, bytes, int, int]]) -> None:
+        digests = [str(Digest(d)) for d, _, _, _ in batch]
+        missing = set(missing_chunks(self._http, self._name, digests))
+        todo = [c for c in batch if str(Digest(c[0])) in missing]
+        if todo:
+            body = b"".join(UP_FRAME.pack(d, len(b), e, p) + b for d, b, e, p in todo)
+            _retry(
+                lambda: self._http.request(
+                    "POST",
+                    f"{API}/chunks",
+                    params={"name": self._name},
+                    content=body,
+                    headers={"Content-Type": "application/octet-stream"},
+                )
+            )
+            with self._lock:
+                self.sent_bytes += sum(len(b) for _, b, _, _ in todo)
+                self.wire_bytes += len(body)
+                self.chunks_sent += len(todo)
+        if self._progress:
+            self._progress(sum(len(b) for _, b, _, _ in batch))
+
+    def finish(self) -> None:
+        self.flush()
+        try:
+            for fut in self._inflight:
+                fut.result()
+        finally:
+            self._inflight.clear()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def missing_chunks(http: Any, name: str, digests: list[str]) -> list[str]:
+    """The digests (``blake3:<hex>``) the server lacks, asked in requests of MISSING_PER_REQUEST."""
+    out: list[str] = []
+    for i in range(0, len(digests), MISSING_PER_REQUEST):
+        part = digests[i : i + MISSING_PER_REQUEST]
+        resp = _retry(lambda: http.request("POST", f"{API}/chunks/missing", json={"name": name, "digests": part}))
+        out.extend(resp.json()["missing"])
+    return out
+
+
+def _cut_file(path: Path, rel: str, up: _Uploader) -> FileEntry:
+    """Chunk one file as the store does, handing every chunk to the uploader."""
+    try:
+        f = open(path, "rb")
+    except OSError as exc:
+        raise InvalidPath(f"cannot read {path}: {exc.strerror}") from None
+    with f:
+        st = os.fstat(f.fileno())
+        size = st.st_size
+        file_hash = blake3.blake3(max_threads=blake3.blake3.AUTO) if size > (1 << 22) else blake3.blake3()
+        refs: list[ChunkRef] = []
+        for seg in segments(f, size, rel):
+            for block_off, view, cuts in cut(f, seg):
+                file_hash.update(view)
+                for off, ln in cuts:
+                    piece = view[off : off + ln]
+                    d = blake3.blake3(piece).digest()
+                    refs.append(ChunkRef(Digest(d), ln))
+                    phase = (block_off + off - seg.start) % seg.elem if seg.elem else 0
+                    up.add(d, piece, seg.elem, phase)
+        if sum(r.size for r in refs) != size:
+            raise InvalidPath(f"{path} changed while being read")
+    return FileEntry(rel, Digest(file_hash.digest()), size, tuple(refs), bool(st.st_mode & 0o111))
+
+
+def upload(
+    http: Any,
+    path: str | Path,
+    name: str,
+    *,
+    progress: Progress | None = None,
+    provenance: Mapping[str, Any] | None = None,
+    jobs: int = JOBS,
+    batch_bytes: int = BATCH_BYTES,
+    **push_kwargs: Any,
+) -> PushResult:
+    """Push ``path`` as a new version of ``name``; ``push_kwargs`` are ``Registry.push``'s metadata arguments.
+
+    Provenance is captured here, on the machine that has the files, and
+    ``provenance`` is merged over it (as ``Registry.push`` does). Raises what
+    the server raises (the same classes as the embedded registry), StorageError
+    when the server stays unreachable; an interrupted push resumes when run again.
+    """
+    sources = tree.collect(path)
+    prov = {**capture_provenance(path), **dict(provenance or {})}
+    for attempt in (0, 1):
+        up = _Uploader(http, name, jobs=jobs, batch_bytes=batch_bytes, progress=progress)
+        try:
+            entries = [_cut_file(f.path, f.rel, up) for f in sources]
+            up.finish()
+        finally:
+            up.close()
+        manifest = Manifest.of(entries)
+        body = {"name": name, "manifest": json.loads(manifest.to_bytes()), "new_bytes": up.sent_bytes}
+        body.update(to_wire({"provenance": prov, **push_kwargs}))
+        try:
+            resp = _retry(lambda: http.request("POST", f"{API}/chunks/commit", json=body))
+        except ChunkNotFound:
+            # Chunks the server reported present are gone (a gc between the
+            # question and the commit): ask again and send them, once.
+            if attempt:
+                raise
+            continue
+        version = from_wire(Version, resp.json())
+        total = manifest.size
+        return PushResult(version, total, up.sent_bytes, total - up.sent_bytes, up.wire_bytes, up.chunks_sent)
+    raise AssertionError("unreachable")
+
+
+def push_files(http: Any, path: str | Path, name: str, **push_kwargs: Any) -> Version:
+    """``Registry.push`` over chunk-level transfer. ``Version.new_bytes`` holds the bytes sent."""
+    return upload(http, path, name, **push_kwargs).version
+
+
+# -- pull ------------------------------------------------------------------------------
+
+
+def _fetch(http: Any, ref: str, digests: list[Digest]) -> dict[bytes, bytes]:
+    def go() -> bytes:
+        resp = http.request("POST", f"{API}/chunks/fetch", json={"ref": ref, "digests": [str(d) for d in digests]})
+        return resp.content
+
+    body = memoryview(_retry(go))
+    out: dict[bytes, bytes] = {}
+    pos = 0
+    while pos < len(body):
+        if pos + DOWN_FRAME.size > len(body):
+            raise CorruptData("truncated chunk frame from the server")
+        raw, length = DOWN_FRAME.unpack_from(body, pos)
+        pos += DOWN_FRAME.size
+        data = bytes(body[pos : pos + length])
+        pos += length
+        if len(data) != length or blake3.blake3(data).digest() != raw:
+            raise CorruptData(f"chunk {Digest(raw)} from the server does not match its digest")
+        out[raw] = data
+    wanted = {d.raw for d in digests}
+    if wanted - out.keys():
+        raise CorruptData(f"the server did not send {len(wanted - out.keys())} of the chunks asked for")
+    return out
+
+
+def download(
+    http: Any,
+    ref: str,
+    dest: str | Path,
+    *,
+    progress: Progress | None = None,
+    cache: ChunkCache | None = None,
+    jobs: int = JOBS,
+    batch_bytes: int = BATCH_BYTES,
+) -> PullResult:
+    """Write the files of ``ref`` under ``dest``, fetching only the chunks ``cache`` lacks."""
+    cache = cache if cache is not None else ChunkCache()
+    doc = _retry(lambda: http.request("GET", f"{API}/chunks/manifest", params={"ref": str(ref)})).json()
+    version = from_wire(Version, doc["version"])
+    manifest = Manifest.from_bytes(json.dumps(doc["manifest"]).encode())
+    exact = f"{version.artifact}@{version.version}"
+    root = Path(dest).expanduser().absolute()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidPath(f"cannot create {root}: {exc.strerror}") from None
+    real_root = root.resolve()
+    fetched = cached = chunks_fetched = 0
+    with ThreadPoolExecutor(jobs, thread_name_prefix="mk-fetch") as pool:
+        for entry in manifest:
+            target = root / entry.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            parent = target.parent.resolve()
+            if parent != real_root and real_root not in parent.parents:
+                raise InvalidPath(f"refusing to write {entry.path}: a symlink under {root} leads outside it")
+            f, c, n = _write_file(http, exact, entry, target, cache, pool, batch_bytes, progress)
+            fetched, cached, chunks_fetched = fetched + f, cached + c, chunks_fetched + n
+    if cache.enabled:
+        cache.trim()
+    return PullResult(version, manifest.size, fetched, cached, chunks_fetched)
+
+
+def _write_file(
+    http: Any,
+    ref: str,
+    entry: FileEntry,
+    target: Path,
+    cache: ChunkCache,
+    pool: ThreadPoolExecutor,
+    batch_bytes: int,
+    progress: Progress | None,
+) -> tuple[int, int, int]:
+    positions: dict[bytes, list[int]] = {}
+    sizes: dict[bytes, int] = {}
+    pos = 0
+    for c in entry.chunks:
+        positions.setdefault(c.digest.raw, []).append(pos)
+        sizes[c.digest.raw] = c.size
+        pos += c.size
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.mk-tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o755 if entry.executable else 0o644)
+    fetched = cached = 0
+    lock = threading.Lock()
+
+    def place(raw: bytes, data: bytes) -> None:
+        if len(data) != sizes[raw]:
+            raise CorruptData(f"{entry.path}: chunk {Digest(raw)} has {len(data)} bytes, expected {sizes[raw]}")
+        for off in positions[raw]:
+            os.pwrite(fd, data, off)
+        if progress:
+            progress(len(data) * len(positions[raw]))
+
+    try:
+        todo: list[Digest] = []
+        for raw in positions:
+            hit = cache.get(Digest(raw))
+            if hit is not None:
+                place(raw, hit)
+                cached += len(hit)
+            else:
+                todo.append(Digest(raw))
+        batches: list[list[Digest]] = []
+        cur: list[Digest] = []
+        size = 0
+        for d in todo:
+            cur.append(d)
+            size += sizes[d.raw]
+            if size >= batch_bytes or len(cur) >= FETCH_PER_REQUEST:
+                batches.append(cur)
+                cur, size = [], 0
+        if cur:
+            batches.append(cur)
+
+        def work(batch: list[Digest]) -> int:
+            got = _fetch(http, ref, batch)
+            n = 0
+            for raw, data in got.items():
+                place(raw, data)
+                cache.put(Digest(raw), data)
+                n += len(data)
+            return n
+
+        for n in pool.map(work, batches):
+            with lock:
+                fetched += n
+        os.ftruncate(fd, entry.size)
+    except BaseException:
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    os.replace(tmp, target)
+    if entry.executable:
+        mode = target.stat().st_mode
+        target.chmod(mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return fetched, cached, len(todo)
+
+
+def pull_files(
+    http: Any, ref: str, dest: str | Path, progress: Progress | None = None, *, cache: ChunkCache | None = None
+) -> Version:
+    """``Registry.pull`` over chunk-level transfer, through the local chunk cache."""
+    return download(http, ref, dest, progress=progress, cache=cache).version

@@ -1,0 +1,240 @@
+"""Chunk-level transfer: which chunks are missing, upload them, commit the manifest, fetch them.
+
+The protocol (docs/transfer.md):
+
+``POST /chunks/missing``  {"name", "digests": [...]} -> {"missing": [...]}   (contributor on name)
+``POST /chunks?name=``    frames ``digest(32) | length u32 | elem u8 | phase u8 | bytes``, at most
+                          ``MAX_BATCH_BYTES``; every chunk is verified against its digest (a
+                          mismatch rejects the whole batch, nothing stored); the batch's packs are
+                          sealed before the answer, so what was acknowledged survives any crash.
+``POST /chunks/commit``   {"name", "manifest", "new_bytes", push arguments} -> the Version
+``GET  /chunks/manifest?ref=`` -> {"version", "manifest"}                    (viewer on ref)
+``POST /chunks/fetch``    {"ref", "digests"} -> frames ``digest(32) | length u32 | bytes``; only
+                          chunks of that version are served, so a viewer of one namespace can
+                          never read another's bytes by digest.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import threading
+from collections import OrderedDict
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from modelkeep.errors import InvalidInput, MalformedRequest, PayloadTooLarge
+from modelkeep.registry.names import VersionRef, check_name
+from modelkeep.registry.operations import TRANSFER_METHODS, Role
+from modelkeep.registry.wire import from_wire, to_wire
+from modelkeep.server.auth import namespace_for
+from modelkeep.server.routes._operation import parameters
+from modelkeep.store.chunking import MAX_CHUNK
+from modelkeep.store.digest import Digest
+from modelkeep.store.manifest import Manifest
+
+__all__ = ["router", "MAX_BATCH_BYTES", "MAX_DIGESTS", "UP_FRAME", "DOWN_FRAME"]
+
+router = APIRouter(tags=["transfer"])
+
+MAX_BATCH_BYTES = 64 * 1024 * 1024  # one upload or fetch answer
+MAX_DIGESTS = 100_000  # one missing query
+MAX_FETCH = 1024  # chunks in one fetch
+MAX_MANIFEST_BYTES = 512 * 1024 * 1024  # a commit body (16k chunk refs per GiB, ~1.2 MB per GiB)
+UP_FRAME = struct.Struct("<32sIBB")
+DOWN_FRAME = struct.Struct("<32sI")
+_PUSH = TRANSFER_METHODS["push"]
+_PULL = TRANSFER_METHODS["pull"]
+_COMMIT_SKIP = ("path", "name")
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body over the limit of {limit} bytes")
+    out = bytearray()
+    async for block in request.stream():
+        out += block
+        if len(out) > limit:
+            raise PayloadTooLarge(f"request body over the limit of {limit} bytes")
+    return bytes(out)
+
+
+async def _json(request: Request, limit: int) -> dict[str, Any]:
+    body = await _body(request, limit)
+    try:
+        doc = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise MalformedRequest(f"the body is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise MalformedRequest("the body must be a JSON object")
+    return doc
+
+
+def _digests(doc: dict[str, Any], limit: int) -> list[Digest]:
+    raw = doc.get("digests")
+    if not isinstance(raw, list) or not all(isinstance(d, str) for d in raw):
+        raise MalformedRequest('"digests" must be a list of "blake3:<64 hex>" strings')
+    if len(raw) > limit:
+        raise PayloadTooLarge(f"at most {limit} digests per request, got {len(raw)}")
+    return [Digest.parse(d) for d in raw]
+
+
+def _name(value: Any) -> str:
+    if not isinstance(value, str):
+        raise MalformedRequest('"name" must be an artifact name')
+    return check_name(value)
+
+
+async def _caller(request: Request, role: Role, artifact: str):  # type: ignore[no-untyped-def]
+    ctx = request.app.state.mk
+    principal = await run_in_threadpool(ctx.principal, request)
+    principal.require(role, namespace_for(artifact))
+    return ctx, principal
+
+
+@router.post("/chunks/missing", summary="Which of these chunks the server lacks (role: contributor)")
+async def missing(request: Request) -> JSONResponse:
+    doc = await _json(request, 16 * 1024 * 1024)
+    ctx, _ = await _caller(request, Role.CONTRIBUTOR, _name(doc.get("name")))
+    digests = _digests(doc, MAX_DIGESTS)
+    absent = await run_in_threadpool(ctx.registry.store.missing, digests)
+    return JSONResponse({"missing": [str(d) for d in digests if d in absent]})
+
+
+@router.post("/chunks", summary="Upload a batch of chunks (role: contributor)")
+async def upload(request: Request, name: str) -> JSONResponse:
+    ctx, _ = await _caller(request, Role.CONTRIBUTOR, check_name(name))
+    body = await _body(request, MAX_BATCH_BYTES)
+    chunks = _parse_upload(body)
+    store = ctx.registry.store
+
+    def put() -> tuple[int, int]:
+        with store.session() as session:
+            new = session.put_chunks(chunks)
+            session.commit()  # sealed before we answer: acknowledged chunks are durable
+        return len(chunks), new
+
+    received, new = await run_in_threadpool(put)
+    return JSONResponse({"received": received, "new_bytes": new})
+
+
+def _parse_upload(body: bytes) -> list[tuple[Digest, memoryview, int, int]]:
+    view = memoryview(body)
+    out = []
+    pos = 0
+    while pos < len(view):
+        if pos + UP_FRAME.size > len(view):
+            raise MalformedRequest("truncated chunk frame header")
+        raw, length, elem, phase = UP_FRAME.unpack_from(view, pos)
+        pos += UP_FRAME.size
+        if length > MAX_CHUNK:
+            raise PayloadTooLarge(f"a chunk may hold at most {MAX_CHUNK} bytes, frame says {length}")
+        if pos + length > len(view):
+            raise MalformedRequest("truncated chunk frame")
+        out.append((Digest(raw), view[pos : pos + length], elem, phase))
+        pos += length
+    return out
+
+
+@router.post("/chunks/commit", summary="Make a version from uploaded chunks (role: contributor)")
+async def commit(request: Request) -> JSONResponse:
+    doc = await _json(request, MAX_MANIFEST_BYTES)
+    name = _name(doc.pop("name", None))
+    ctx, principal = await _caller(request, Role.CONTRIBUTOR, name)
+    raw_manifest = doc.pop("manifest", None)
+    if not isinstance(raw_manifest, dict):
+        raise MalformedRequest('"manifest" must be a manifest object ({"format": 1, "files": [...]})')
+    new_bytes = doc.pop("new_bytes", 0)
+    if not isinstance(new_bytes, int) or new_bytes < 0:
+        raise MalformedRequest('"new_bytes" must be a non-negative integer')
+    manifest = Manifest.from_bytes(json.dumps(raw_manifest).encode())
+    hints = {p.name: hint for p, hint in parameters("push") if p.name not in _COMMIT_SKIP}
+    unknown = set(doc) - set(hints)
+    if unknown:
+        raise MalformedRequest(f"unknown arguments: {', '.join(sorted(unknown))}")
+    args = {}
+    for key, value in doc.items():
+        try:
+            args[key] = from_wire(hints[key], value)
+        except InvalidInput as exc:
+            raise MalformedRequest(f"argument {key}: {exc.message}") from None
+    for key in ("derived_from", "trained_on", "evaluated_on", "contains", "variant_of"):
+        refs = args.get(key)
+        for ref in [refs] if isinstance(refs, str) else (refs or ()):
+            principal.require(Role.VIEWER, namespace_for(VersionRef.parse(ref).artifact))
+    registry = ctx.registry_for(principal)
+    version = await run_in_threadpool(
+        lambda: registry.commit_manifest(name, manifest, new_bytes=new_bytes, **args)
+    )
+    body = to_wire(version)
+    ctx.dispatcher.emit(_PUSH.event, namespace_for(name), principal.user, body)
+    return JSONResponse(body)
+
+
+@router.get("/chunks/manifest", summary="The manifest of a version (role: viewer)")
+async def manifest(request: Request, ref: str) -> Response:
+    parsed = VersionRef.parse(ref)
+    ctx, principal = await _caller(request, _PULL.role, parsed.artifact)
+    registry = ctx.registry_for(principal)
+    version, files = await run_in_threadpool(registry.manifest, str(parsed))
+    body = json.dumps({"version": to_wire(version), "manifest": json.loads(files.to_bytes())})
+    return Response(body, media_type="application/json")
+
+
+class _ChunkSets:
+    """Chunk digests of recently fetched versions (a pull asks for the same version many times)."""
+
+    def __init__(self, size: int = 8) -> None:
+        self._sets: OrderedDict[str, frozenset[bytes]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._size = size
+
+    def get(self, registry: Any, ref: str) -> frozenset[bytes]:
+        version, files = registry.manifest(ref)
+        key = str(version.files_digest)
+        with self._lock:
+            found = self._sets.get(key)
+            if found is not None:
+                self._sets.move_to_end(key)
+                return found
+        found = frozenset(d.raw for d in files.chunk_digests())
+        with self._lock:
+            self._sets[key] = found
+            while len(self._sets) > self._size:
+                self._sets.popitem(last=False)
+        return found
+
+
+_SETS = _ChunkSets()
+
+
+@router.post("/chunks/fetch", summary="Download chunks of a version (role: viewer)")
+async def fetch(request: Request) -> Response:
+    doc = await _json(request, 1024 * 1024)
+    ref = doc.get("ref")
+    if not isinstance(ref, str):
+        raise MalformedRequest('"ref" must name the version the chunks belong to')
+    parsed = VersionRef.parse(ref)
+    ctx, principal = await _caller(request, _PULL.role, parsed.artifact)
+    digests = _digests(doc, MAX_FETCH)
+    registry = ctx.registry_for(principal)
+    store = ctx.registry.store
+
+    def read() -> bytes:
+        allowed = _SETS.get(registry, str(parsed))
+        out = bytearray()
+        for d in digests:
+            if d.raw not in allowed:
+                raise InvalidInput(f"chunk {d} is not part of {parsed}")
+            data = store.read_chunk(d)  # verified against its digest
+            out += DOWN_FRAME.pack(d.raw, len(data))
+            out += data
+            if len(out) > MAX_BATCH_BYTES:
+                raise PayloadTooLarge(f"asked for more than {MAX_BATCH_BYTES} bytes in one fetch")
+        return bytes(out)
+
+    return Response(await run_in_threadpool(read), media_type="application/octet-stream")

@@ -1,0 +1,220 @@
+"""Chunk-level push and pull against a real server: dedup, verification, resume, cache."""
+
+from __future__ import annotations
+
+import os
+import struct
+
+import blake3
+import pytest
+
+from modelkeep.client import transfer
+from modelkeep.client.cache import ChunkCache
+from modelkeep.errors import ChunkNotFound, CorruptData, InvalidInput, StorageError
+from modelkeep.store.digest import Digest
+from modelkeep.store.manifest import ChunkRef, FileEntry, Manifest
+
+from .conftest import tensors, write_safetensors
+
+
+def model_dir(root, seed_change=None, n=8):
+    root.mkdir(parents=True, exist_ok=True)
+    t = tensors(n)
+    if seed_change is not None:
+        t[f"layer{seed_change}.weight"] = t[f"layer{seed_change}.weight"] + 0.001
+    write_safetensors(root / "model.safetensors", t)
+    (root / "config.json").write_text('{"layers": %d}' % n)
+    return root
+
+
+def test_push_pull_round_trip_and_dedup(served, tmp_path):
+    src = model_dir(tmp_path / "m")
+    r = transfer.upload(served.http, src, "team/llm", message="first", params={"lr": 0.1})
+    assert r.version.version == "1.0.0" and r.version.author == "alice"
+    assert r.sent_bytes == r.total_bytes and r.reused_bytes == 0
+    assert r.version.new_bytes == r.sent_bytes
+    assert r.version.provenance.get("python")  # captured on the client
+    assert served.registry.get("team/llm@1.0.0").params == {"lr": 0.1}
+
+    again = transfer.upload(served.http, src, "team/llm", message="same bytes", major=True)
+    assert again.sent_bytes == 0 and again.reused_bytes == again.total_bytes and again.wire_bytes == 0
+
+    cache = ChunkCache(tmp_path / "cache")
+    out = transfer.download(served.http, "team/llm@1.0.0", tmp_path / "out", cache=cache)
+    for f in ("model.safetensors", "config.json"):
+        assert (tmp_path / "out" / f).read_bytes() == (src / f).read_bytes()
+    assert out.cached_bytes == 0 and out.fetched_bytes == out.total_bytes
+
+
+def test_variant_sends_and_fetches_only_new_chunks(served, tmp_path):
+    cache = ChunkCache(tmp_path / "cache")
+    base = transfer.upload(served.http, model_dir(tmp_path / "a"), "team/llm")
+    transfer.download(served.http, "team/llm@1.0.0", tmp_path / "pulled-a", cache=cache)
+    variant = transfer.upload(served.http, model_dir(tmp_path / "b", seed_change=3), "team/llm", variant_of="team/llm@1.0.0")
+    tensor = 128 * 1024 * 4
+    assert tensor <= variant.sent_bytes <= tensor + 64 * 1024  # one tensor and the small header/config
+    assert variant.wire_bytes <= 1.15 * variant.sent_bytes
+    assert variant.reused_bytes >= base.total_bytes - tensor - 64 * 1024
+    pulled = transfer.download(served.http, "team/llm@1.1.0", tmp_path / "pulled-b", cache=cache)
+    assert pulled.fetched_bytes == variant.sent_bytes or pulled.fetched_bytes <= tensor + 64 * 1024
+    assert (tmp_path / "pulled-b" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
+
+
+def test_chunk_with_wrong_digest_is_rejected_and_never_stored(served):
+    good = os.urandom(5000)
+    liar = Digest(blake3.blake3(b"something else").digest())
+    right = Digest(blake3.blake3(good).digest())
+    body = transfer.UP_FRAME.pack(right.raw, len(good), 0, 0) + good + transfer.UP_FRAME.pack(liar.raw, len(good), 0, 0) + good
+    with pytest.raises(CorruptData):
+        served.http.request("POST", "/api/v1/chunks", params={"name": "team/x"}, content=body)
+    assert served.registry.store.missing([liar, right]) == {liar, right}  # not even the good one of the batch
+    for bad in (b"\x00" * 10, transfer.UP_FRAME.pack(right.raw, 10**6, 0, 0)):
+        with pytest.raises(InvalidInput):  # truncated frames: 422/413, never 500
+            served.http.request("POST", "/api/v1/chunks", params={"name": "team/x"}, content=bad)
+    with pytest.raises(InvalidInput):
+        served.http.request("POST", "/api/v1/chunks/missing", json={"name": "team/x", "digests": ["blake3:XYZ"]})
+    with pytest.raises(InvalidInput):
+        served.http.request("POST", "/api/v1/chunks/missing", content=b"{not json")
+
+
+def test_commit_of_a_manifest_with_missing_chunks_names_them(served):
+    d = Digest(blake3.blake3(b"never uploaded").digest())
+    m = Manifest.of([FileEntry("a.bin", d, 14, (ChunkRef(d, 14),))])
+    with pytest.raises(ChunkNotFound, match=d.hex[:16]):
+        served.http.request(
+            "POST", "/api/v1/chunks/commit", json={"name": "team/x", "manifest": __import__("json").loads(m.to_bytes())}
+        )
+    assert served.registry.artifacts() == []
+
+
+def test_fetch_serves_only_chunks_of_the_named_version(served, tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "f").write_bytes(os.urandom(100_000))
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "g").write_bytes(os.urandom(100_000))
+    transfer.upload(served.http, tmp_path / "a", "ns1/a")
+    transfer.upload(served.http, tmp_path / "b", "ns2/b")
+    _, mb = served.registry.manifest("ns2/b")
+    other = next(iter(mb.chunk_digests()))
+    with pytest.raises(InvalidInput):
+        served.http.request("POST", "/api/v1/chunks/fetch", json={"ref": "ns1/a@1.0.0", "digests": [str(other)]})
+
+
+class Flaky:
+    """An Http whose chunk uploads fail for good after ``ok`` of them (a client killed mid-push)."""
+
+    def __init__(self, http, ok: int) -> None:
+        self.http = http
+        self.ok = ok
+        self.uploads = 0
+
+    def request(self, method, path, **kw):
+        if path == "/api/v1/chunks":
+            if self.uploads >= self.ok:
+                raise KeyboardInterrupt  # not retried: the process is going away
+            self.uploads += 1
+        return self.http.request(method, path, **kw)
+
+
+def test_interrupted_push_resumes_and_skips_what_arrived(served, tmp_path):
+    src = tmp_path / "big"
+    src.mkdir()
+    (src / "blob.bin").write_bytes(os.urandom(6_000_000))
+    flaky = Flaky(served.http, ok=2)
+    with pytest.raises(KeyboardInterrupt):
+        transfer.upload(flaky, src, "team/big", batch_bytes=1_000_000, jobs=1)
+    assert served.registry.artifacts() == []  # no partial version
+    r = transfer.upload(served.http, src, "team/big", batch_bytes=1_000_000)
+    assert 0 < r.sent_bytes <= 6_000_000 - 1_500_000  # the two acknowledged batches were not sent again
+    assert r.version.version == "1.0.0"
+    transfer.download(served.http, "team/big", tmp_path / "out", cache=ChunkCache(tmp_path / "c", max_bytes=0))
+    assert (tmp_path / "out" / "blob.bin").read_bytes() == (src / "blob.bin").read_bytes()
+
+
+class Unreachable:
+    """A server that answers 503 / drops the first ``n`` requests of each kind."""
+
+    def __init__(self, http, n: int) -> None:
+        self.http = http
+        self.left = n
+
+    def request(self, method, path, **kw):
+        if self.left > 0:
+            self.left -= 1
+            raise StorageError("server unavailable (injected)")
+        return self.http.request(method, path, **kw)
+
+
+def test_transient_server_errors_are_retried(served, tmp_path, monkeypatch):
+    monkeypatch.setattr(transfer.time, "sleep", lambda s: None)
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "f").write_bytes(os.urandom(300_000))
+    r = transfer.upload(Unreachable(served.http, 3), tmp_path / "m", "team/f")
+    assert r.version.version == "1.0.0"
+    with pytest.raises(StorageError):
+        transfer.upload(Unreachable(served.http, 100), tmp_path / "m", "team/g")
+
+
+def test_pulled_chunks_are_verified(served, tmp_path, monkeypatch):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "f").write_bytes(os.urandom(200_000))
+    transfer.upload(served.http, tmp_path / "m", "team/f")
+
+    class Tamper:
+        def request(self, method, path, **kw):
+            resp = served.http.request(method, path, **kw)
+            if path.endswith("/fetch"):
+                body = bytearray(resp.content)
+                body[-1] ^= 1
+                resp._content = bytes(body)
+            return resp
+
+    with pytest.raises(CorruptData):
+        transfer.download(Tamper(), "team/f", tmp_path / "out", cache=ChunkCache(tmp_path / "c"))
+    assert not (tmp_path / "out" / "f").exists()
+
+
+def test_cache_is_verified_and_size_bounded(tmp_path):
+    cache = ChunkCache(tmp_path / "c", max_bytes=250_000)
+    blobs = [os.urandom(100_000) for _ in range(4)]
+    digests = [Digest(blake3.blake3(b).digest()) for b in blobs]
+    for i, (d, b) in enumerate(zip(digests, blobs)):
+        cache.put(d, b)
+        os.utime(cache._path(d), (1000 + i, 1000 + i))
+    assert cache.get(digests[0]) == blobs[0]  # now the most recently used
+    cache.trim()
+    assert cache.size() <= 250_000
+    assert digests[0] in cache and digests[3] in cache and digests[1] not in cache
+    path = cache._path(digests[3])
+    path.write_bytes(b"damaged")
+    assert cache.get(digests[3]) is None and not path.exists()
+
+
+def test_put_chunks_compresses_float_planes_and_round_trips(tmp_path):
+    import numpy as np
+
+    from modelkeep.store import open_store
+
+    store = open_store(f"file://{tmp_path / 's'}")
+    try:
+        data = (np.random.default_rng(1).standard_normal(40_000, dtype=np.float32) * 0.02).tobytes()
+        pieces = [data[:50_001], data[50_001:]]  # the second starts mid-element
+        digests = [Digest(blake3.blake3(p).digest()) for p in pieces]
+        with store.session() as s:
+            assert s.put_chunks([(digests[0], pieces[0], 4, 0), (digests[1], pieces[1], 4, 50_001 % 4)]) == len(data)
+            assert s.put_chunks([(digests[0], pieces[0], 4, 0)]) == 0  # known: skipped
+            s.commit()
+        assert bytes(store.read_chunk(digests[1])) == pieces[1]
+        assert store.stats().stored_bytes < 0.95 * len(data)  # byte planes compressed
+        with store.session() as s:
+            with pytest.raises(InvalidInput):
+                s.put_chunks([(digests[0], pieces[0], 3, 0)])
+    finally:
+        store.close()
+
+
+def test_frames_match_the_server(served):
+    from modelkeep.server.routes import chunks
+
+    assert chunks.UP_FRAME.format == transfer.UP_FRAME.format and chunks.DOWN_FRAME.format == transfer.DOWN_FRAME.format
+    assert struct.calcsize(transfer.UP_FRAME.format) == 38
