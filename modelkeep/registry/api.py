@@ -36,6 +36,14 @@ from modelkeep.registry.types import (
     Version,
     VersionDiff,
 )
+from modelkeep.registry.types import (  # retention and signatures
+    RetentionHold,
+    RetentionPlan,
+    RetentionRule,
+    SignatureCheck,
+    SignatureRecord,
+    Tombstone,
+)
 from modelkeep.store.manifest import Manifest
 
 __all__ = ["Registry", "Progress", "RefLike", "RefsLike"]
@@ -268,6 +276,101 @@ class Registry(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # -- retention and signatures (issue 3: retention, signatures) ------------------------
+
+    @abc.abstractmethod
+    def sign(self, ref: RefLike, private_key_pem: bytes, *, reason: str = "") -> SignatureRecord:
+        """Sign version ``ref`` with an Ed25519 private key (unencrypted PKCS#8 PEM) and store the signature.
+
+        The signed payload is the version's identity and manifest digest (artifact,
+        semver, version digest, files digest) in the documented format 1, with a
+        domain-separation prefix. A version may carry several signatures, one per
+        key. Recorded in the audit trail. Raises InvalidKey, SignatureExists (this
+        key already signed it), VersionNotFound.
+        """
+
+    @abc.abstractmethod
+    def signatures(self, ref: RefLike) -> list[SignatureRecord]:
+        """Signatures stored for version ``ref``, oldest first."""
+
+    @abc.abstractmethod
+    def verify(self, ref: RefLike, public_keys: Sequence[bytes] | None = None) -> list[SignatureCheck]:
+        """Check the signatures of ``ref`` against the version as it is now.
+
+        Without ``public_keys``: one check per stored signature, against the key that
+        made it. With them (public key PEMs): one check per given key, invalid with
+        "no signature by this key" when that key never signed. A signature made over
+        another version's payload, or over this version before its row changed, is
+        invalid. Raises InvalidKey.
+        """
+
+    @abc.abstractmethod
+    def set_retention(
+        self,
+        name: str,
+        *,
+        keep_last: int | None = None,
+        keep_days: int | None = None,
+        keep_production: bool = False,
+        min_days: int | None = None,
+        reason: str = "",
+    ) -> RetentionRule:
+        """Save a new revision of the retention rule of artifact ``name`` (the whole rule; history is kept).
+
+        A version is deleted by :meth:`apply_retention` only when no rule keeps it:
+        not among the newest ``keep_last``, not younger than ``keep_days`` days, never
+        pointed at by ``production`` (with ``keep_production``), not younger than
+        ``min_days`` days; and nothing references it: an alias, an active hold, or a
+        lineage edge (``contains`` included) from a kept version. Recorded in the
+        audit trail. Raises InvalidInput (negative numbers, a rule that keeps nothing).
+        """
+
+    @abc.abstractmethod
+    def retention(self, name: str) -> RetentionRule | None:
+        """The retention rule in force for ``name`` (None: no rule, retention never deletes its versions)."""
+
+    @abc.abstractmethod
+    def retention_history(self, name: str) -> list[RetentionRule]:
+        """Every revision of the retention rule of ``name``, oldest first."""
+
+    @abc.abstractmethod
+    def hold(self, ref: RefLike, *, reason: str) -> RetentionHold:
+        """Place a legal hold on version ``ref``: it cannot be deleted until every hold is released.
+
+        ``reason`` is required. Recorded in the audit trail. Raises InvalidInput, VersionNotFound.
+        """
+
+    @abc.abstractmethod
+    def release(self, ref: RefLike, *, reason: str) -> list[RetentionHold]:
+        """Release every active hold on version ``ref``; returns them as released. Raises HoldNotFound."""
+
+    @abc.abstractmethod
+    def holds(self, name: str | None = None, *, include_released: bool = False) -> list[RetentionHold]:
+        """Holds on versions of ``name`` (or of every artifact), oldest first; active ones only by default."""
+
+    @abc.abstractmethod
+    def plan_retention(self, name: str | None = None) -> RetentionPlan:
+        """What :meth:`apply_retention` would do now for ``name`` (or every artifact with a rule), and why.
+
+        One decision per live version of the artifacts in scope, each with every
+        reason it is kept, or the reasons it may go. Changes nothing.
+        """
+
+    @abc.abstractmethod
+    def apply_retention(self, name: str | None = None, *, reason: str) -> RetentionPlan:
+        """Compute the plan and delete its versions as tombstones, in one transaction.
+
+        A tombstoned version keeps its row, metadata, signatures and audit events; it
+        no longer resolves (VersionDeleted, a VersionNotFound, says when and by whom),
+        is hidden from :meth:`versions`, and its bytes are freed by the next :meth:`gc`
+        unless another version shares them. Returns the plan it carried out, with
+        ``applied`` True. Each deletion is recorded in the audit trail.
+        """
+
+    @abc.abstractmethod
+    def tombstones(self, name: str) -> list[Tombstone]:
+        """Deleted versions of ``name``, newest deletion first."""
 
     # -- conveniences built on the abstract methods -------------------------------------
 
