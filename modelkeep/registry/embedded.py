@@ -61,6 +61,20 @@ from modelkeep.registry.types import (
 from modelkeep.store.chunkstore import ChunkStore, open_store
 from modelkeep.store.manifest import Manifest
 
+# retention and signatures
+from modelkeep.registry import retention as _retention
+from modelkeep.registry import retention_plan as _retention_plan
+from modelkeep.registry import signatures as _signatures
+from modelkeep.registry import tombstones as _tombstones
+from modelkeep.registry.types import (
+    RetentionHold,
+    RetentionPlan,
+    RetentionRule,
+    SignatureCheck,
+    SignatureRecord,
+    Tombstone,
+)
+
 __all__ = ["EmbeddedRegistry"]
 
 
@@ -434,6 +448,125 @@ class EmbeddedRegistry(Registry):
         # computed before, a push finishing in between could reuse a chunk gc then drops.
         r = self._store.gc(lambda: self._uow.read(storage.live_chunks), dry_run=dry_run, grace_seconds=grace_seconds)
         return GcReport(r.packs_deleted, r.packs_repacked, r.chunks_deleted, r.bytes_freed, r.packs_kept_young, r.dry_run)
+
+    # -- retention and signatures (issue 3: retention, signatures) ------------------------
+
+    def sign(self, ref: RefLike, private_key_pem: bytes, *, reason: str = "") -> SignatureRecord:
+        parsed = _parse(ref)
+        now = utcnow()
+
+        def run(db):  # type: ignore[no-untyped-def]
+            name, row = _versions.find(db, parsed)
+            return _signatures.sign(db, name, row, private_key_pem, actor=self._user, at=now, reason=reason)
+
+        return self._uow.write(run)
+
+    def signatures(self, ref: RefLike) -> list[SignatureRecord]:
+        parsed = _parse(ref)
+        return self._uow.read(lambda db: _signatures.records(db, *_versions.find(db, parsed)))
+
+    def verify(self, ref: RefLike, public_keys: Sequence[bytes] | None = None) -> list[SignatureCheck]:
+        parsed = _parse(ref)
+        keys = list(public_keys) if public_keys is not None else None
+        return self._uow.read(lambda db: _signatures.verify(db, *_versions.find(db, parsed), keys))
+
+    def set_retention(
+        self,
+        name: str,
+        *,
+        keep_last: int | None = None,
+        keep_days: int | None = None,
+        keep_production: bool = False,
+        min_days: int | None = None,
+        reason: str = "",
+    ) -> RetentionRule:
+        check_name(name)
+        now = utcnow()
+
+        def run(db):  # type: ignore[no-untyped-def]
+            art = _versions.artifact_row(db, name, lock=True)
+            return _retention.set_rule(
+                db,
+                art,
+                keep_last=keep_last,
+                keep_days=keep_days,
+                keep_production=keep_production,
+                min_days=min_days,
+                actor=self._user,
+                at=now,
+                reason=reason,
+            )
+
+        return self._uow.write(run)
+
+    def retention(self, name: str) -> RetentionRule | None:
+        check_name(name)
+        return self._uow.read(lambda db: _retention.rule(db, _versions.artifact_row(db, name)))
+
+    def retention_history(self, name: str) -> list[RetentionRule]:
+        check_name(name)
+        return self._uow.read(lambda db: _retention.rule_history(db, _versions.artifact_row(db, name)))
+
+    def hold(self, ref: RefLike, *, reason: str) -> RetentionHold:
+        parsed = _parse(ref)
+        now = utcnow()
+
+        def run(db):  # type: ignore[no-untyped-def]
+            art = _versions.artifact_row(db, parsed.artifact, lock=True)  # serializes with retention apply
+            name, row = _versions.find(db, parsed, art)
+            return _retention.hold(db, name, row, actor=self._user, at=now, reason=reason)
+
+        return self._uow.write(run)
+
+    def release(self, ref: RefLike, *, reason: str) -> list[RetentionHold]:
+        parsed = _parse(ref)
+        now = utcnow()
+
+        def run(db):  # type: ignore[no-untyped-def]
+            art = _versions.artifact_row(db, parsed.artifact, lock=True)
+            name, row = _versions.find(db, parsed, art)
+            return _retention.release(db, name, row, actor=self._user, at=now, reason=reason)
+
+        return self._uow.write(run)
+
+    def holds(self, name: str | None = None, *, include_released: bool = False) -> list[RetentionHold]:
+        if name is not None:
+            check_name(name)
+
+        def run(db):  # type: ignore[no-untyped-def]
+            art = _versions.artifact_row(db, name) if name is not None else None
+            return _retention.holds(db, art, include_released=include_released)
+
+        return self._uow.read(run)
+
+    def plan_retention(self, name: str | None = None) -> RetentionPlan:
+        if name is not None:
+            check_name(name)
+        now = utcnow()
+
+        def run(db):  # type: ignore[no-untyped-def]
+            if name is not None:
+                _versions.artifact_row(db, name)  # raises ArtifactNotFound
+            return _retention_plan.plan(db, _retention_plan.scope(db, name, lock=False), now)[0]
+
+        return self._uow.read(run)
+
+    def apply_retention(self, name: str | None = None, *, reason: str) -> RetentionPlan:
+        if name is not None:
+            check_name(name)
+        now = utcnow()
+
+        def run(db):  # type: ignore[no-untyped-def]
+            if name is not None:
+                _versions.artifact_row(db, name)  # raises ArtifactNotFound
+            arts = _retention_plan.scope(db, name, lock=True)
+            return _retention_plan.apply(db, arts, now, actor=self._user, reason=reason)
+
+        return self._uow.write(run)
+
+    def tombstones(self, name: str) -> list[Tombstone]:
+        check_name(name)
+        return self._uow.read(lambda db: _tombstones.listing(db, _versions.artifact_row(db, name)))
 
     def close(self) -> None:
         if self._is_view:
