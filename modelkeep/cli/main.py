@@ -19,6 +19,7 @@ from typer.core import TyperGroup
 
 from modelkeep.cli import aliases, artifacts, lineage, server, store, tags, versions
 from modelkeep.cli import retention, signing  # retention and signatures
+from modelkeep.cli import compare, evaluate, impact  # ML: comparison, evaluation, impact analysis
 from modelkeep.cli._context import State, state
 from modelkeep.cli._output import err
 from modelkeep.config import Settings
@@ -128,6 +129,9 @@ app.command("lineage", rich_help_panel=_LABELS)(lineage.lineage)
 app.command("du", rich_help_panel=_STORAGE)(store.du)
 app.command("fsck", rich_help_panel=_STORAGE)(store.fsck)
 app.command("gc", rich_help_panel=_STORAGE)(store.gc)
+app.command("compare", rich_help_panel="ML")(compare.compare)
+app.command("evaluate", rich_help_panel="ML")(evaluate.evaluate)
+app.command("impact", rich_help_panel="ML")(impact.impact)
 app.add_typer(server.app, name="server", rich_help_panel="Server")
 # retention and signatures
 _TRUST = "Retention and signatures"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -56,10 +57,16 @@ def push(
     variant_of: Annotated[RefsOpt, _refs_option("variant-of", "another build of the same model")] = [],  # noqa: B006
     version: Annotated[str | None, typer.Option("--version", help="Ask for this semantic version (X.Y.Z).")] = None,
     major: Annotated[bool, typer.Option("--major", help="Bump the major version (breaking change).")] = False,
+    key: Annotated[str | None, typer.Option("--key", help="Dataset: index this key column (for mk impact).", rich_help_panel="Dataset")] = None,
+    unique_key: Annotated[bool, typer.Option("--unique-key", help="Dataset: refuse a key column with repeated values.", rich_help_panel="Dataset")] = False,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Store PATH as a new version of NAME (no new version when nothing changed)."""
+    """Store PATH as a new version of NAME (no new version when nothing changed).
+
+    Datasets (--kind dataset, or --key): row count, columns and dtypes of CSV/Parquet
+    files are recorded, and --key stores an index of that column's values.
+    """
     params = _parse.params(param)
     metrics = _parse.metrics(metric)
     tags = _parse.key_values(tag, "--tag")
@@ -68,8 +75,13 @@ def push(
         before = reg.versions(name, limit=1)
     except ArtifactNotFound:
         before = []
+    push_fn: Any = reg.push
+    if key is not None or unique_key or kind is Kind.DATASET or (kind is None and before and before[0].kind is Kind.DATASET):
+        from modelkeep.ml.datasets import push_dataset
+
+        push_fn = functools.partial(push_dataset, reg, key=key, unique_key=unique_key)
     with transfer_progress(f"push {name}", _local_size(path), enabled=not (json_ or quiet)) as progress:
-        v = reg.push(
+        v = push_fn(
             path,
             name,
             kind=kind,
@@ -204,12 +216,20 @@ def diff(
     b: Annotated[str, typer.Argument(help="New version ref.")],
     json_: JsonOpt = False,
 ) -> None:
-    """Files, params, metrics and metadata that changed from A to B."""
-    d = registry(ctx).diff(a, b)
+    """Files, params, metrics and metadata that changed from A to B (prompts and configs: a unified text diff)."""
+    reg = registry(ctx)
+    d = reg.diff(a, b)
     if json_:
         emit_json(d)
         return
     _print_diff(d)
+    if {reg.get(a).kind, reg.get(b).kind} & {Kind.PROMPT, Kind.CONFIG}:
+        from modelkeep.ml.textdiff import text_diffs
+
+        for t in text_diffs(reg, a, b):
+            out().print(f"--- {escape(t.path)} ({t.status})")
+            if t.diff:
+                out().print(t.diff.rstrip("\n"), markup=False, highlight=False)
 
 
 # -- rendering helpers ----------------------------------------------------------------------
