@@ -108,3 +108,7 @@ def served(db_url: str, store_dir: Path, **settings: object) -> Iterator[Served]
     finally:
         auth.close()
         registry.close()
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}

@@ -13,15 +13,16 @@ document at ``/api/v1/admin/openapi.json``).
 
 from __future__ import annotations
 
+import copy
 import logging
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from modelkeep.errors import InvalidInput, ModelkeepError, Unauthorized
@@ -29,6 +30,7 @@ from modelkeep.registry.api import Registry
 from modelkeep.registry.operations import Role
 from modelkeep.server import errors as _errors
 from modelkeep.server.auth import ALL, AuthStore, Principal
+from modelkeep.server.deps import caller
 from modelkeep.server.limits import BodyLimit
 from modelkeep.server.metrics import Metrics
 from modelkeep.server.routes import (
@@ -36,6 +38,7 @@ from modelkeep.server.routes import (
     aliases,
     artifacts,
     audit,
+    governance,
     lineage,
     retention,
     signatures,
@@ -136,10 +139,13 @@ def create_app(registry: Registry, settings: ServerSettings) -> FastAPI:
         _tmp=tmp,
     )
     _errors.install(app)
-    for module in (artifacts, versions, aliases, tags, lineage, audit, signatures, retention, storage, uploads, admin):
+    for module in (
+        artifacts, versions, aliases, tags, lineage, audit, governance, signatures, retention, storage, uploads, admin
+    ):
         app.include_router(module.router, prefix=API)
     if _chunks is not None:
-        app.include_router(_chunks.router, prefix=API)
+        # Authenticated before anything else is read, like every router of ours.
+        app.include_router(_chunks.router, prefix=API, dependencies=[Depends(caller)])
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
@@ -160,6 +166,17 @@ def create_app(registry: Registry, settings: ServerSettings) -> FastAPI:
         """Prometheus metrics of this process."""
         body, content_type = request.app.state.mk.metrics.render()
         return Response(body, media_type=content_type)
+
+    full_openapi = app.openapi
+
+    def public_openapi() -> dict[str, Any]:
+        """The OpenAPI document without the admin routes (admins: /api/v1/admin/openapi.json)."""
+        doc = copy.deepcopy(full_openapi())
+        doc["paths"] = {p: v for p, v in doc["paths"].items() if not p.startswith(f"{API}/admin/")}
+        return doc
+
+    app.state.full_openapi = full_openapi
+    app.openapi = public_openapi  # type: ignore[method-assign]
 
     # Outermost first: metrics see every answer, including 413s from the limit.
     app.add_middleware(BodyLimit, settings=settings)

@@ -17,7 +17,7 @@ import typing
 from functools import cache
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -26,6 +26,7 @@ from modelkeep.registry.api import Registry
 from modelkeep.registry.names import VersionRef, check_name
 from modelkeep.registry.operations import OPERATIONS, Operation, Scope
 from modelkeep.registry.wire import from_wire, to_wire
+from modelkeep.server.deps import caller
 from modelkeep.server.auth import ALL, Principal, namespace_for
 
 __all__ = ["operations_router", "parameters", "namespaces", "artifact_of"]
@@ -167,7 +168,7 @@ def _visible(principal: Principal, record: Any) -> bool:
 def _endpoint(op: Operation):  # type: ignore[no-untyped-def]
     async def endpoint(request: Request) -> JSONResponse:
         ctx = request.app.state.mk
-        principal = await run_in_threadpool(ctx.principal, request)
+        principal = await caller(request)
         args = await decode_arguments(op, request)
         spaces = authorize(principal, op, args)
         registry = ctx.registry_for(principal)
@@ -206,7 +207,7 @@ def _openapi_extra(op: Operation) -> dict[str, Any]:
 
 def operations_router(group: str) -> APIRouter:
     """A router with one route per operation of ``group``."""
-    router = APIRouter(tags=[group])
+    router = APIRouter(tags=[group], dependencies=[Depends(caller)])
     for op in OPERATIONS:
         if op.group != group:
             continue

@@ -1,33 +1,31 @@
 """Admin routes: webhooks and their delivery log, the full OpenAPI document; and ``whoami``.
 
 Every admin route needs role ``admin`` on every namespace (``*``) and is left out
-of the public ``/openapi.json``; admins read the full document at
-``/api/v1/admin/openapi.json``.
+of the public ``/openapi.json`` (``server/app.py`` filters ``/api/v1/admin``);
+admins read the full document at ``/api/v1/admin/openapi.json``.
 """
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
-from fastapi import APIRouter, Request
-from fastapi.openapi.utils import get_openapi
-from fastapi.routing import APIRoute
+from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from modelkeep.registry.operations import Role
+from modelkeep.server.deps import caller
 from modelkeep.server.auth import ALL, Principal, check_namespace
 from modelkeep.server.schemas import DeliveryOut, WebhookCreate, WebhookOut, WhoAmI
 from modelkeep.server.webhooks import check_address
 
 __all__ = ["router"]
 
-router = APIRouter()
+router = APIRouter(dependencies=[Depends(caller)])
 
 
 async def _admin(request: Request) -> Principal:
     ctx = request.app.state.mk
-    principal: Principal = await run_in_threadpool(ctx.principal, request)
+    principal: Principal = await caller(request)
     principal.require(Role.ADMIN, ALL)
     return principal
 
@@ -48,11 +46,11 @@ def _out(row: Any, secret: str | None = None) -> WebhookOut:
 async def whoami(request: Request) -> WhoAmI:
     """The caller's user name and roles."""
     ctx = request.app.state.mk
-    p: Principal = await run_in_threadpool(ctx.principal, request)
+    p: Principal = await caller(request)
     return WhoAmI(user=p.user, grants={ns: r.label for ns, r in p.grants.items()}, auth=ctx.settings.auth)
 
 
-@router.post("/admin/webhooks", tags=["admin"], include_in_schema=False, response_model=WebhookOut)
+@router.post("/admin/webhooks", tags=["admin"], response_model=WebhookOut)
 async def create_webhook(request: Request, body: WebhookCreate) -> WebhookOut:
     """Subscribe ``url`` to ``events``; the answer carries the signing secret, once."""
     principal = await _admin(request)
@@ -67,14 +65,14 @@ async def create_webhook(request: Request, body: WebhookCreate) -> WebhookOut:
     return _out(row, secret)
 
 
-@router.get("/admin/webhooks", tags=["admin"], include_in_schema=False, response_model=list[WebhookOut])
+@router.get("/admin/webhooks", tags=["admin"], response_model=list[WebhookOut])
 async def list_webhooks(request: Request) -> list[WebhookOut]:
     await _admin(request)
     rows = await run_in_threadpool(request.app.state.mk.webhooks.list)
     return [_out(r) for r in rows]
 
 
-@router.delete("/admin/webhooks/{webhook_id}", tags=["admin"], include_in_schema=False)
+@router.delete("/admin/webhooks/{webhook_id}", tags=["admin"])
 async def delete_webhook(request: Request, webhook_id: int) -> dict[str, int]:
     await _admin(request)
     await run_in_threadpool(request.app.state.mk.webhooks.delete, webhook_id)
@@ -82,7 +80,7 @@ async def delete_webhook(request: Request, webhook_id: int) -> dict[str, int]:
 
 
 @router.get(
-    "/admin/webhooks/{webhook_id}/deliveries", tags=["admin"], include_in_schema=False, response_model=list[DeliveryOut]
+    "/admin/webhooks/{webhook_id}/deliveries", tags=["admin"], response_model=list[DeliveryOut]
 )
 async def deliveries(request: Request, webhook_id: int, limit: int = 100) -> list[DeliveryOut]:
     """The newest delivery attempts of one subscription, newest first."""
@@ -91,15 +89,8 @@ async def deliveries(request: Request, webhook_id: int, limit: int = 100) -> lis
     return [DeliveryOut.model_validate(r, from_attributes=True) for r in rows]
 
 
-@router.get("/admin/openapi.json", tags=["admin"], include_in_schema=False)
+@router.get("/admin/openapi.json", tags=["admin"])
 async def admin_openapi(request: Request) -> dict[str, Any]:
     """The OpenAPI document with the admin routes included."""
     await _admin(request)
-    app = request.app
-    routes = []
-    for route in app.routes:
-        if isinstance(route, APIRoute) and not route.include_in_schema:
-            route = copy.copy(route)
-            route.include_in_schema = True
-        routes.append(route)
-    return get_openapi(title=app.title, version=app.version, routes=routes)
+    return request.app.state.full_openapi()

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
@@ -37,6 +37,7 @@ from modelkeep.errors import Forbidden, InvalidInput, InvalidPath, MalformedRequ
 from modelkeep.registry.names import VersionRef, check_name
 from modelkeep.registry.operations import TRANSFER_METHODS, Role
 from modelkeep.registry.wire import from_wire, to_wire
+from modelkeep.server.deps import caller
 from modelkeep.server.auth import namespace_for
 from modelkeep.server.routes._operation import parameters
 from modelkeep.server.schemas import UploadCreate, UploadOpened
@@ -44,7 +45,7 @@ from modelkeep.store.manifest import normalize_path
 
 __all__ = ["router", "safe_path"]
 
-router = APIRouter(tags=["versions"])
+router = APIRouter(tags=["versions"], dependencies=[Depends(caller)])
 
 _ID = re.compile(r"[0-9a-f]{32}")
 _LINEAGE = ("derived_from", "trained_on", "evaluated_on", "contains", "variant_of")
@@ -82,7 +83,7 @@ def _session(request: Request, upload_id: str, user: str) -> Path:
 @router.post("/uploads", summary="Open a push (role: contributor)", response_model=UploadOpened)
 async def open_upload(request: Request, body: UploadCreate) -> UploadOpened:
     ctx = request.app.state.mk
-    principal = await run_in_threadpool(ctx.principal, request)
+    principal = await caller(request)
     check_name(body.name)
     principal.require(Role.CONTRIBUTOR, namespace_for(body.name))
     upload_id = uuid.uuid4().hex
@@ -95,7 +96,7 @@ async def open_upload(request: Request, body: UploadCreate) -> UploadOpened:
 @router.put("/uploads/{upload_id}/files", summary="Upload one file of a push (role: contributor)")
 async def put_file(request: Request, upload_id: str, path: str, executable: bool = False) -> JSONResponse:
     ctx = request.app.state.mk
-    principal = await run_in_threadpool(ctx.principal, request)
+    principal = await caller(request)
     rel = safe_path(path)
     root = await run_in_threadpool(_session, request, upload_id, principal.user)
     target = root / "files" / rel
@@ -118,7 +119,7 @@ async def put_file(request: Request, upload_id: str, path: str, executable: bool
 @router.post("/uploads/{upload_id}/commit", summary="Make the version from the uploaded files (role: contributor)")
 async def commit_upload(request: Request, upload_id: str) -> JSONResponse:
     ctx = request.app.state.mk
-    principal = await run_in_threadpool(ctx.principal, request)
+    principal = await caller(request)
     root = await run_in_threadpool(_session, request, upload_id, principal.user)
     name = json.loads((root / "meta.json").read_text())["name"]
     principal.require(Role.CONTRIBUTOR, namespace_for(name))
@@ -140,7 +141,7 @@ async def commit_upload(request: Request, upload_id: str) -> JSONResponse:
 @router.delete("/uploads/{upload_id}", summary="Abandon a push")
 async def abandon_upload(request: Request, upload_id: str) -> JSONResponse:
     ctx = request.app.state.mk
-    principal = await run_in_threadpool(ctx.principal, request)
+    principal = await caller(request)
     root = await run_in_threadpool(_session, request, upload_id, principal.user)
     await run_in_threadpool(shutil.rmtree, root, True)
     return JSONResponse({"deleted": upload_id})
@@ -170,7 +171,7 @@ async def _push_arguments(request: Request) -> dict[str, Any]:
 @router.get("/archive", summary="Download a version's files as a tar (role: viewer)")
 async def archive(request: Request, ref: str) -> FileResponse:
     ctx = request.app.state.mk
-    principal = await run_in_threadpool(ctx.principal, request)
+    principal = await caller(request)
     parsed = VersionRef.parse(ref)
     principal.require(_PULL.role, namespace_for(parsed.artifact))
     registry = ctx.registry_for(principal)
