@@ -56,6 +56,18 @@ PUBLIC = [
     "IntegrityError",
     "CorruptData",
     "StorageError",
+    # retention and signatures
+    "RetentionDecision",
+    "RetentionHold",
+    "RetentionPlan",
+    "RetentionRule",
+    "SignatureCheck",
+    "SignatureRecord",
+    "Tombstone",
+    "InvalidKey",
+    "VersionDeleted",
+    "HoldNotFound",
+    "SignatureExists",
 ]
 
 
