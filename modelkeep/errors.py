@@ -12,7 +12,7 @@ Exit codes: 1 generic failure, 2 usage / invalid input, 3 not found,
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 __all__ = [
     "ModelkeepError",
@@ -36,6 +36,11 @@ __all__ = [
     "IntegrityError",
     "CorruptData",
     "StorageError",
+    # governance
+    "InvalidPolicy",
+    "TransitionNotAllowed",
+    "PromotionRefused",
+    "ApprovalNotAllowed",
     # retention and signatures
     "InvalidKey",
     "VersionDeleted",
@@ -113,6 +118,16 @@ class PayloadTooLarge(InvalidInput):
     code = "payload_too_large"
 
 
+class InvalidPolicy(InvalidInput):
+    """A promotion policy document that does not parse, or names an unknown metric; ``line`` says where."""
+
+    code = "invalid_policy"
+
+    def __init__(self, message: str, *, line: int | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.line = line
+
+
 # -- not found (exit 3) -----------------------------------------------------------
 
 
@@ -177,6 +192,28 @@ class StoreLocked(ConflictError):
 
 class SignatureExists(ConflictError):
     code = "signature_exists"
+
+
+class TransitionNotAllowed(ConflictError):
+    """A stage change the artifact's allowed transitions do not permit."""
+
+    code = "transition_not_allowed"
+
+
+class PromotionRefused(ConflictError):
+    """The promotion policy refused a version; ``report`` holds every rule with both values."""
+
+    code = "promotion_refused"
+
+    def __init__(self, message: str, *, report: Any = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.report = report  # a registry.types.PolicyReport (Any: errors sits below the registry)
+
+
+class ApprovalNotAllowed(ConflictError):
+    """This actor may not approve or reject this version (its author, or not a listed approver)."""
+
+    code = "approval_not_allowed"
 
 
 # -- integrity (exit 5) -----------------------------------------------------------

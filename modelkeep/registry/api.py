@@ -24,6 +24,7 @@ from modelkeep.registry.types import (
     Alias,
     AliasMove,
     Artifact,
+    Approval,
     AuditReport,
     Direction,
     DiskUsage,
@@ -32,7 +33,12 @@ from modelkeep.registry.types import (
     GcReport,
     Kind,
     LineageNode,
+    PendingApproval,
+    Policy,
+    PolicyReport,
+    Stage,
     TagChange,
+    Transition,
     Version,
     VersionDiff,
 )
@@ -230,6 +236,95 @@ class Registry(abc.ABC):
     def audit_verify(self) -> AuditReport:
         """Re-hash the whole audit chain; the report names the first event that was edited,
         deleted, inserted or reordered (``report.problem``), or none (``report.ok``)."""
+
+    # -- governance: stages, promotion policies, approvals, rollback --------------------
+
+    @abc.abstractmethod
+    def transition(
+        self,
+        ref: RefLike,
+        stage: Stage | str,
+        *,
+        reason: str = "",
+        force: bool = False,
+        expected_production: str | None = None,
+    ) -> Transition:
+        """Move version ``ref`` to lifecycle ``stage`` (none, staging, validation, production, archived).
+
+        Only transitions the artifact's policy allows (default: none → staging →
+        validation → production → archived). A promotion to production evaluates the
+        policy against the current production version; when it passes, the version's
+        stage, the ``production`` alias and the previous production version's stage
+        (archived, or kept with ``previous_production: keep``) change in one
+        transaction. ``expected_production`` (a semver, "" for none; default: what it
+        is when the call begins) makes the promotion a compare-and-set: a concurrent
+        promotion that won makes this one raise ConflictError. ``force`` with a
+        ``reason`` overrides a refused policy or transition, recorded as an override.
+        Raises PromotionRefused (``.report`` holds every rule), TransitionNotAllowed,
+        ConflictError; a refused call changes nothing.
+        """
+
+    def promote(
+        self, ref: RefLike, *, reason: str = "", force: bool = False, expected_production: str | None = None
+    ) -> Transition:
+        """``transition(ref, "production", ...)``."""
+        return self.transition(ref, "production", reason=reason, force=force, expected_production=expected_production)
+
+    @abc.abstractmethod
+    def rollback(self, name: str, *, to: str | None = None, reason: str = "") -> Transition:
+        """Return ``production`` of ``name`` to the previous production version, or to ``to``.
+
+        The previous one comes from the alias history (versions already rolled back
+        from are skipped); ``to`` must have served in production before. Not gated by
+        the policy; recorded as a rollback event with the stage changes and alias move.
+        Raises ConflictError (no production), TransitionNotAllowed, VersionNotFound.
+        """
+
+    @abc.abstractmethod
+    def stages(self, name: str) -> dict[str, Stage]:
+        """Stage of each version of ``name`` that left ``none``, by semver."""
+
+    @abc.abstractmethod
+    def set_policy(self, name: str, document: str, *, reason: str = "") -> Policy:
+        """Save a promotion policy (YAML or JSON text) as the artifact's next revision.
+
+        Refused with InvalidPolicy (naming the line) when it does not parse, holds an
+        unknown key, or names a metric no version has and ``metrics:`` does not
+        declare. Saving the current text again changes nothing.
+        """
+
+    @abc.abstractmethod
+    def policy(self, name: str) -> Policy | None:
+        """The current policy of ``name`` (None: no policy, every promotion passes)."""
+
+    @abc.abstractmethod
+    def policy_history(self, name: str) -> list[Policy]:
+        """Every revision of the policy of ``name``, oldest first."""
+
+    @abc.abstractmethod
+    def check_policy(self, ref: RefLike) -> PolicyReport:
+        """What the policy would decide now about promoting ``ref`` (changes nothing)."""
+
+    @abc.abstractmethod
+    def request_approval(self, ref: RefLike, *, comment: str = "") -> Approval:
+        """Ask for approvals of ``ref``; starts a new round (earlier decisions stop counting)."""
+
+    @abc.abstractmethod
+    def approve(self, ref: RefLike, *, comment: str = "") -> Approval:
+        """Approve ``ref`` as the current actor. Raises ApprovalNotAllowed (the author, or not
+        a listed approver), ConflictError (already approved in this round)."""
+
+    @abc.abstractmethod
+    def reject(self, ref: RefLike, *, comment: str) -> Approval:
+        """Reject ``ref`` with a comment; blocks its promotion until a new request."""
+
+    @abc.abstractmethod
+    def approvals(self, ref: RefLike) -> list[Approval]:
+        """Every request, approval and rejection of ``ref``, oldest first."""
+
+    @abc.abstractmethod
+    def pending_approvals(self, name: str | None = None) -> list[PendingApproval]:
+        """Open requests (of one artifact or all) still short of the approvals their policy needs."""
 
     # -- lineage and comparison -------------------------------------------------------
 

@@ -34,9 +34,11 @@ from modelkeep.registry import artifacts as _artifacts
 from modelkeep.registry import diff as _diff
 from modelkeep.registry import lineage as _lineage
 from modelkeep.registry import provenance, storage, tree
+from modelkeep.registry import stages as _stages
 from modelkeep.registry import tags as _tags
 from modelkeep.registry import versions as _versions
 from modelkeep.registry.api import Progress, RefLike, RefsLike, Registry
+from modelkeep.registry.governance import Governance
 from modelkeep.registry.names import VersionRef, check_alias, check_name
 from modelkeep.registry.records import version_record, version_records
 from modelkeep.registry.semver import SemVer
@@ -78,7 +80,7 @@ from modelkeep.registry.types import (
 __all__ = ["EmbeddedRegistry"]
 
 
-class EmbeddedRegistry(Registry):
+class EmbeddedRegistry(Governance, Registry):
     """``EmbeddedRegistry(settings)`` or ``EmbeddedRegistry(db_url, store, user)``.
 
     ``store`` is a ChunkStore or a store URL; a store opened here from a URL is
@@ -338,6 +340,7 @@ class EmbeddedRegistry(Registry):
 
         def run(db):  # type: ignore[no-untyped-def]
             art = _versions.artifact_row(db, name, lock=True)
+            _stages.guard_alias(db, art, alias)
             _, row = _versions.find(db, ref, art)
             return _aliases.move(db, art, alias, row, expected=expected, actor=self._user, at=now, reason=reason)
 
@@ -350,6 +353,7 @@ class EmbeddedRegistry(Registry):
 
         def run(db):  # type: ignore[no-untyped-def]
             art = _versions.artifact_row(db, name, lock=True)
+            _stages.guard_alias(db, art, alias)
             return _aliases.remove(db, art, alias, actor=self._user, at=now, reason=reason)
 
         return self._uow.write(run)

@@ -95,6 +95,21 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("audit_log", "GET", "/audit/log", "audit", _V, Scope.NAME, ("artifact",)),
     Operation("audit_verify", "GET", "/audit/verify", "audit", _V, Scope.GLOBAL, ()),
     Operation("record_run", "POST", "/audit/runs", "audit", _C),
+    # governance: stages, policies, approvals, rollback
+    Operation("transition", "POST", "/stages", "governance", _A, Scope.REF, ("ref",), event="stage.changed"),
+    Operation("rollback", "POST", "/rollback", "governance", _A, event="stage.changed"),
+    Operation("stages", "GET", "/stages", "governance", _V),
+    Operation("set_policy", "PUT", "/policies", "governance", _ADM),
+    Operation("policy", "GET", "/policies", "governance", _V),
+    Operation("policy_history", "GET", "/policies/history", "governance", _V),
+    Operation("check_policy", "GET", "/policies/check", "governance", _V, Scope.REF, ("ref",)),
+    Operation(
+        "request_approval", "POST", "/approvals/requests", "governance", _C, Scope.REF, ("ref",), event="approval.requested"
+    ),
+    Operation("approve", "POST", "/approvals/approve", "governance", _A, Scope.REF, ("ref",)),
+    Operation("reject", "POST", "/approvals/reject", "governance", _A, Scope.REF, ("ref",)),
+    Operation("approvals", "GET", "/approvals", "governance", _V, Scope.REF, ("ref",)),
+    Operation("pending_approvals", "GET", "/approvals/pending", "governance", _V),
     # signatures
     Operation("sign", "POST", "/signatures", "signatures", _A, Scope.REF, ("ref",)),
     Operation("signatures", "GET", "/signatures", "signatures", _V, Scope.REF, ("ref",)),

@@ -41,6 +41,13 @@ __all__ = [
     "Event",
     "AuditProblem",
     "AuditReport",
+    "Stage",
+    "Policy",
+    "RuleResult",
+    "PolicyReport",
+    "Transition",
+    "Approval",
+    "PendingApproval",
 ]
 
 
@@ -396,3 +403,109 @@ class AuditReport:
     @property
     def ok(self) -> bool:
         return self.problem is None
+
+
+class Stage(enum.StrEnum):
+    """Lifecycle stage of a version (``registry/stages.py``); a new version is in ``none``."""
+
+    NONE = "none"
+    STAGING = "staging"
+    VALIDATION = "validation"
+    PRODUCTION = "production"
+    ARCHIVED = "archived"
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """One revision of an artifact's promotion policy: the document as written, and who saved it why."""
+
+    artifact: str
+    revision: int
+    document: str  # YAML or JSON text (docs/governance.md)
+    digest: Digest
+    created_at: datetime
+    created_by: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RuleResult:
+    """The verdict of one policy rule on a candidate.
+
+    ``status`` is "pass", "fail" or "skip" (the rule needs a production version and
+    there is none yet: it does not block). ``candidate`` / ``production`` hold the
+    values the rule read on each side; ``left`` / ``right`` the two sides of a
+    single comparison (``0.93 >= 0.915``), None otherwise.
+    """
+
+    rule: str
+    status: str
+    candidate: Mapping[str, Any]
+    production: Mapping[str, Any]
+    left: float | None = None
+    right: float | None = None
+    detail: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.status != "fail"
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyReport:
+    """Every rule of the policy evaluated on ``candidate`` against ``production`` (None: there is none)."""
+
+    artifact: str
+    candidate: str  # semver
+    production: str | None
+    policy_revision: int | None  # None: the artifact has no policy (every promotion passes)
+    results: tuple[RuleResult, ...]
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.results)
+
+    @property
+    def failures(self) -> tuple[RuleResult, ...]:
+        return tuple(r for r in self.results if not r.passed)
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A stage change of one version, and what moved with it."""
+
+    version: VersionKey
+    previous_stage: Stage
+    stage: Stage
+    actor: str
+    at: datetime
+    reason: str
+    forced: bool = False  # an admin override of a refused policy or transition
+    report: PolicyReport | None = None  # the policy verdict, for promotions to production
+    alias: AliasMove | None = None  # the move of the production alias, for promotions and rollbacks
+    archived: tuple[str, ...] = ()  # previous production versions moved to archived (semvers)
+    rollback: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Approval:
+    """An approval request, an approval or a rejection of a version."""
+
+    version: VersionKey
+    decision: str  # "request", "approve", "reject"
+    actor: str
+    at: datetime
+    comment: str
+
+
+@dataclass(frozen=True, slots=True)
+class PendingApproval:
+    """A version with an open approval request: who asked, who approved so far, how many are needed."""
+
+    version: VersionKey
+    requested_by: str
+    requested_at: datetime
+    comment: str
+    approved_by: tuple[str, ...]
+    required: int
+    approvers: tuple[str, ...]  # who may approve (empty: anyone but the author)

@@ -9,6 +9,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["Metrics"]
 
+_API = "/api/v1"
+
 
 class Metrics:
     def __init__(self) -> None:
@@ -53,6 +55,8 @@ class Metrics:
             try:
                 await self.app(scope, receive, sending)
             finally:
-                route = getattr(scope.get("route"), "path", "unmatched")
+                route = getattr(scope.get("route"), "path", None) or "unmatched"
+                if scope["path"].startswith(_API) and not route.startswith(_API) and route != "unmatched":
+                    route = _API + route  # routes of included routers may carry their path without the prefix
                 self.metrics.requests.labels(scope["method"], route, str(status)).inc()
                 self.metrics.latency.labels(scope["method"], route).observe(time.perf_counter() - start)
