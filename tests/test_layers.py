@@ -13,6 +13,8 @@ FORBIDDEN = {
     "store": {"modelkeep.db", "modelkeep.registry", "sqlalchemy", "alembic"},
     "registry": {"modelkeep.cli", "modelkeep.server", "modelkeep.client", "fastapi", "httpx", "typer"},
     "db": {"modelkeep.registry", "modelkeep.cli", "modelkeep.server", "modelkeep.client"},
+    "server": {"modelkeep.cli", "modelkeep.client", "typer"},
+    "client": {"modelkeep.cli", "modelkeep.server", "fastapi", "starlette", "uvicorn", "typer", "sqlalchemy"},
 }
 
 
