@@ -48,9 +48,10 @@ class TensorSpec:
     def from_dict(cls, d: Mapping[str, Any]) -> TensorSpec:
         return cls(d.get("name"), str(d["dtype"]), tuple(int(x) for x in d["shape"]))
 
-    def __str__(self) -> str:
+    def describe(self, unnamed: str = "input") -> str:
+        """``amount: float64[?]``; ``unnamed`` stands for the name of a lone array."""
         dims = ", ".join("?" if d == BATCH else str(d) for d in self.shape)
-        return f"{self.name or 'input'}: {self.dtype}[{dims}]"
+        return f"{self.name or unnamed}: {self.dtype}[{dims}]"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +91,8 @@ class ModelSignature:
 
     def describe(self) -> list[tuple[str, str]]:
         """(direction, spec) rows for display."""
-        rows = [("input", str(s)) for s in self.inputs]
-        rows += [("output", str(s)) for s in self.outputs]
+        rows = [("input", s.describe("input")) for s in self.inputs]
+        rows += [("output", s.describe("output")) for s in self.outputs]
         return rows
 
     def problems(self, inputs: Any) -> list[str]:

@@ -45,12 +45,12 @@ class RawTensor:
 
 
 def from_numpy(arr: np.ndarray) -> RawTensor:
-    a = np.ascontiguousarray(arr)
+    a = np.asarray(arr)
     st = NUMPY_TO_ST.get(a.dtype.name)
     if st is None:
         raise InvalidInput(f"numpy dtype {a.dtype} has no safetensors equivalent")
     a = a.astype(a.dtype.newbyteorder("<"), copy=False)
-    return RawTensor(st, tuple(int(d) for d in a.shape), memoryview(a).cast("B"))
+    return RawTensor(st, tuple(int(d) for d in a.shape), a.tobytes(order="C"))
 
 
 def write(path: Path, tensors: Iterable[tuple[str, RawTensor]], metadata: Mapping[str, str] | None = None) -> None:

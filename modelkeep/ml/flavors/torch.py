@@ -87,17 +87,17 @@ class TorchFlavor(Flavor):
         return Saved(data, libs)
 
     def load(self, root: Path, info: ModelInfo, *, allow_pickle: bool, options: Mapping[str, Any]) -> Any:
-        torch = require("torch", "torch")
         if info.data.get("serialization") == "pickle":
             if not allow_pickle:
                 raise UnsafeModel(
                     f"{PICKLE} is a torch pickle: loading it runs any code it names",
                     hint="pass allow_pickle=True only for models you trust",
                 )
-            return torch.load(root / PICKLE, weights_only=False)  # only with allow_pickle=True
+            return require("torch", "torch").load(root / PICKLE, weights_only=False)  # allow_pickle=True only
         if info.data.get("path") != WEIGHTS:
             raise CorruptData(f"torch model file names {info.data.get('path')!r}, not {WEIGHTS}")
-        state = load_state_dict(root / WEIGHTS)
+        state = load_state_dict(root / WEIGHTS)  # validates the header before torch is even imported
+        torch = require("torch", "torch")
         module = options.get("module")
         if module is None and "module" in info.data:
             module = _import_module_class(str(info.data["module"]), torch)
@@ -125,6 +125,7 @@ class TorchFlavor(Flavor):
 
 def load_state_dict(path: Path) -> dict[str, Any]:
     """Torch tensors from a safetensors file; the header is validated before anything is allocated."""
+    _tensors.header(path)  # a lying header is refused even where torch is not installed
     torch = require("torch", "torch")
     h, raw = _tensors.read_raw(path)
     out = {}
