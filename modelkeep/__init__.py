@@ -65,16 +65,6 @@ from modelkeep.registry.types import (
     VersionKey,
 )
 from modelkeep.store.digest import Digest
-from modelkeep.errors import HoldNotFound, InvalidKey, SignatureExists, VersionDeleted  # retention, signatures
-from modelkeep.registry.types import (  # retention and signatures
-    RetentionDecision,
-    RetentionHold,
-    RetentionPlan,
-    RetentionRule,
-    SignatureCheck,
-    SignatureRecord,
-    Tombstone,
-)
 
 if TYPE_CHECKING:
     from modelkeep.store.chunkstore import ChunkStore
@@ -128,18 +118,6 @@ __all__ = [
     "IntegrityError",
     "CorruptData",
     "StorageError",
-    # retention and signatures
-    "RetentionDecision",
-    "RetentionHold",
-    "RetentionPlan",
-    "RetentionRule",
-    "SignatureCheck",
-    "SignatureRecord",
-    "Tombstone",
-    "InvalidKey",
-    "VersionDeleted",
-    "HoldNotFound",
-    "SignatureExists",
 ]
 
 _DB_SCHEMES = ("sqlite", "postgresql", "postgres", "postgresql+psycopg")
@@ -185,9 +163,12 @@ def open(  # noqa: A001 - the public name is modelkeep.open, like io.open
             )
         settings = Settings.from_env(db_url=uri_or_home, user=user)
     if settings.remote:
+        from modelkeep.client.cache import ChunkCache
         from modelkeep.client.remote import RemoteRegistry  # needs the "client" extra (httpx)
 
         if store is not None:
             raise InvalidURI("a remote registry keeps its own store: do not pass store= with an http(s) URI")
-        return RemoteRegistry(settings.db_url, token=settings.token)
+        return RemoteRegistry(
+            settings.db_url, token=settings.token, cache=ChunkCache(settings.cache_dir, max_bytes=settings.cache_max_bytes)
+        )
     return EmbeddedRegistry(settings, store, user)

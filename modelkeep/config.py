@@ -10,6 +10,8 @@ Environment variables:
 ``MODELKEEP_STORE``  store URL (default ``file://$MODELKEEP_HOME/store``)
 ``MODELKEEP_USER``   actor name recorded on every change (default: the OS user)
 ``MODELKEEP_TOKEN``  API token sent to a modelkeep server (``Authorization: Bearer``)
+``MODELKEEP_CACHE``  chunk cache of the remote client (default ``~/.cache/modelkeep``)
+``MODELKEEP_CACHE_GB``  size bound of that cache in GiB (default 20; 0 turns it off)
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+from modelkeep.errors import InvalidInput
 
 __all__ = ["Settings"]
 
@@ -30,6 +34,8 @@ class Settings:
     store_url: str
     user: str
     token: str | None = field(default=None, repr=False)  # API token for a remote registry; never shown
+    cache_dir: Path = Path("~/.cache/modelkeep")  # chunks pulled from a server, by digest
+    cache_max_bytes: int = 20 * 1024**3  # least recently used chunks go past this
 
     @property
     def remote(self) -> bool:
@@ -56,7 +62,15 @@ class Settings:
         store_url = overrides.get("store_url") or env.get("MODELKEEP_STORE") or s.store_url
         user = overrides.get("user") or env.get("MODELKEEP_USER") or s.user
         token = overrides.get("token") or env.get("MODELKEEP_TOKEN") or None
-        return replace(s, db_url=db_url, store_url=store_url, user=user, token=token)
+        cache_dir = Path(overrides.get("cache_dir") or env.get("MODELKEEP_CACHE") or s.cache_dir).expanduser()
+        cache_gb = overrides.get("cache_gb") or env.get("MODELKEEP_CACHE_GB")
+        try:
+            cache_max = int(float(cache_gb) * 1024**3) if cache_gb else s.cache_max_bytes
+        except ValueError:
+            raise InvalidInput(f"MODELKEEP_CACHE_GB must be a number of GiB, got {cache_gb!r}") from None
+        return replace(
+            s, db_url=db_url, store_url=store_url, user=user, token=token, cache_dir=cache_dir, cache_max_bytes=cache_max
+        )
 
 
 def _os_user() -> str:

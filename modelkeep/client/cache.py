@@ -28,12 +28,7 @@ class ChunkCache:
     def __init__(self, root: str | Path = DEFAULT_CACHE_DIR, *, max_bytes: int = DEFAULT_CACHE_BYTES) -> None:
         self.root = Path(root).expanduser().absolute()
         self.max_bytes = max_bytes
-        self._dir = self.root / "chunks"
-        if max_bytes > 0:
-            try:
-                self._dir.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise StorageError(f"cannot create the chunk cache {self._dir}: {exc.strerror}") from None
+        self._dir = self.root / "chunks"  # created by the first put
 
     @property
     def enabled(self) -> bool:
@@ -71,9 +66,9 @@ class ChunkCache:
         p = self._path(digest)
         if p.exists():
             return
-        p.parent.mkdir(exist_ok=True)
         tmp = p.with_name(f".{p.name}.{uuid.uuid4().hex}")
         try:
+            p.parent.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as f:
                 f.write(data)
             os.replace(tmp, p)

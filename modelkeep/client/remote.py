@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from modelkeep.client._http import Http
+from modelkeep.client.cache import ChunkCache
 from modelkeep.errors import CorruptData, InvalidPath
 from modelkeep.registry import tree
 from modelkeep.registry.api import Progress, RefLike, Registry
@@ -69,9 +70,12 @@ def _operation_method(op: Operation) -> Callable[..., Any]:
 class RemoteRegistry(Registry):
     """``RemoteRegistry("http://host:8080", token=...)``."""
 
-    def __init__(self, url: str, *, token: str | None = None, timeout: float = 300.0) -> None:
+    def __init__(
+        self, url: str, *, token: str | None = None, timeout: float = 300.0, cache: ChunkCache | None = None
+    ) -> None:
         self.url = url.rstrip("/")
         self._http = Http(self.url, token=token, timeout=timeout)
+        self._cache = cache  # chunks pulled before; None: ~/.cache/modelkeep
 
     @property
     def http(self) -> Http:
@@ -105,7 +109,7 @@ class RemoteRegistry(Registry):
     def pull(self, ref: RefLike, dest: str | Path, *, progress: Progress | None = None) -> Version:
         transfer = _transfer()
         if transfer is not None:
-            return transfer.pull_files(self._http, ref, dest, progress)
+            return transfer.pull_files(self._http, ref, dest, progress, cache=self._cache)
         return self._pull_archive(ref, dest, progress)
 
     def commit_manifest(self, name: str, manifest: Manifest, **kwargs: Any) -> Version:  # type: ignore[override]
