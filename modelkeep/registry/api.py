@@ -374,15 +374,33 @@ class Registry(abc.ABC):
 
     # -- retention and signatures (issue 3: retention, signatures) ------------------------
 
-    @abc.abstractmethod
     def sign(self, ref: RefLike, private_key_pem: bytes, *, reason: str = "") -> SignatureRecord:
         """Sign version ``ref`` with an Ed25519 private key (unencrypted PKCS#8 PEM) and store the signature.
 
         The signed payload is the version's identity and manifest digest (artifact,
         semver, version digest, files digest) in the documented format 1, with a
-        domain-separation prefix. A version may carry several signatures, one per
-        key. Recorded in the audit trail. Raises InvalidKey, SignatureExists (this
-        key already signed it), VersionNotFound.
+        domain-separation prefix. The signature is made in this process and stored
+        with :meth:`add_signature`: the private key never travels (not to a server
+        either). A version may carry several signatures, one per key. Recorded in
+        the audit trail. Raises InvalidKey, SignatureExists (this key already signed
+        it), VersionNotFound.
+        """
+        from modelkeep.registry.signatures import sign_version  # cryptography: loaded only when signing
+
+        version = self.get(ref)
+        public_pem, signature = sign_version(private_key_pem, version)
+        return self.add_signature(version.ref, public_pem, signature, reason=reason)
+
+    @abc.abstractmethod
+    def add_signature(
+        self, ref: RefLike, public_key_pem: bytes, signature: bytes, *, reason: str = ""
+    ) -> SignatureRecord:
+        """Store a signature of ``ref`` made elsewhere (by :meth:`sign`, another tool, an HSM).
+
+        ``signature`` must be a valid Ed25519 signature by ``public_key_pem`` of the
+        version's format-1 payload as stored, else InvalidInput and nothing is stored.
+        Recorded in the audit trail. Raises InvalidKey, InvalidInput, SignatureExists,
+        VersionNotFound.
         """
 
     @abc.abstractmethod

@@ -455,13 +455,15 @@ class EmbeddedRegistry(Governance, Registry):
 
     # -- retention and signatures (issue 3: retention, signatures) ------------------------
 
-    def sign(self, ref: RefLike, private_key_pem: bytes, *, reason: str = "") -> SignatureRecord:
+    def add_signature(
+        self, ref: RefLike, public_key_pem: bytes, signature: bytes, *, reason: str = ""
+    ) -> SignatureRecord:
         parsed = _parse(ref)
         now = utcnow()
 
         def run(db):  # type: ignore[no-untyped-def]
             name, row = _versions.find(db, parsed)
-            return _signatures.sign(db, name, row, private_key_pem, actor=self._user, at=now, reason=reason)
+            return _signatures.add(db, name, row, public_key_pem, signature, actor=self._user, at=now, reason=reason)
 
         return self._uow.write(run)
 

@@ -111,7 +111,8 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("approvals", "GET", "/approvals", "governance", _V, Scope.REF, ("ref",)),
     Operation("pending_approvals", "GET", "/approvals/pending", "governance", _V),
     # signatures
-    Operation("sign", "POST", "/signatures", "signatures", _A, Scope.REF, ("ref",)),
+    # sign() is concrete in the ABC: it signs in the caller's process and sends only the signature.
+    Operation("add_signature", "POST", "/signatures", "signatures", _A, Scope.REF, ("ref",)),
     Operation("signatures", "GET", "/signatures", "signatures", _V, Scope.REF, ("ref",)),
     Operation("verify", "POST", "/signatures/verify", "signatures", _V, Scope.REF, ("ref",)),
     # retention

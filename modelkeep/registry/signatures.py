@@ -55,8 +55,9 @@ __all__ = [
     "load_private_key",
     "load_public_key",
     "payload",
+    "add",
     "records",
-    "sign",
+    "sign_version",
     "verify",
     "write_keypair",
 ]
@@ -176,13 +177,38 @@ def _version_payload(name: str, row: VersionRow, format: int = FORMAT) -> bytes:
     return payload(name, row.semver, row.digest, row.files_digest, format=format)
 
 
-def sign(
-    session: Session, name: str, row: VersionRow, private_pem: bytes, *, actor: str, at: datetime, reason: str
-) -> SignatureRecord:
-    """Sign version ``row`` of ``name`` and store the signature. Raises InvalidKey, SignatureExists."""
+def sign_version(private_pem: bytes, version: Version) -> tuple[bytes, bytes]:
+    """(public key PEM, signature) of ``version``'s format-1 payload, made here: the private key never leaves."""
     key = load_private_key(private_pem)
-    public = key.public_key()
+    message = payload(version.artifact, version.version, str(version.digest), str(version.files_digest))
+    return _pem(key.public_key()).encode(), key.sign(message)
+
+
+def add(
+    session: Session,
+    name: str,
+    row: VersionRow,
+    public_pem: bytes,
+    signature: bytes,
+    *,
+    actor: str,
+    at: datetime,
+    reason: str,
+) -> SignatureRecord:
+    """Store a signature of version ``row`` made elsewhere, after checking it against the version as stored.
+
+    Raises InvalidKey, InvalidInput (not a valid signature of this version), SignatureExists.
+    """
+    public = load_public_key(public_pem)
     fp = fingerprint(public)
+    if not isinstance(signature, bytes | bytearray):
+        raise InvalidInput(f"a signature is bytes, got {type(signature).__name__}")
+    try:
+        public.verify(bytes(signature), _version_payload(name, row))
+    except InvalidSignature:
+        raise InvalidInput(
+            f"the signature is not a valid format-{FORMAT} signature of {name}@{row.semver} by key {fp}"
+        ) from None
     taken = session.scalars(
         select(SignatureRow.id).where(SignatureRow.version_id == row.id, SignatureRow.key_fingerprint == fp)
     ).first()
@@ -193,7 +219,7 @@ def sign(
         format=FORMAT,
         key_fingerprint=fp,
         public_key=_raw(public),
-        signature=key.sign(_version_payload(name, row)),
+        signature=bytes(signature),
         signer=actor,
         signed_at=at,
         reason=reason,
