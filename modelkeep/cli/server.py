@@ -19,7 +19,6 @@ import getpass
 import logging
 from dataclasses import replace
 from datetime import timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -80,8 +79,7 @@ def serve(
         bool, typer.Option("--no-auth", help="Disable authentication: every caller is an admin (local, single user only).")
     ] = False,
     max_json_mb: Annotated[float, typer.Option("--max-json-mb", help="Largest JSON request body.")] = 1.0,
-    max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", help="Largest uploaded file.")] = 65536.0,
-    staging_dir: Annotated[Path | None, typer.Option("--staging-dir", help="Where uploads wait for their commit.")] = None,
+    max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", help="Largest chunk batch or manifest commit.")] = 512.0,
     webhook_allow_private: Annotated[
         bool, typer.Option("--webhook-allow-private", help="Let webhooks reach loopback and private addresses.")
     ] = False,
@@ -106,7 +104,6 @@ def serve(
         auth=not no_auth,
         max_json_bytes=int(max_json_mb * MiB),
         max_upload_bytes=int(max_upload_mb * MiB),
-        staging_dir=staging_dir,
         webhook_allow_private=webhook_allow_private,
         webhook_attempts=webhook_attempts,
         webhook_backoff_seconds=webhook_backoff,

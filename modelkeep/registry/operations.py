@@ -10,7 +10,8 @@ new Registry method is one row here.
 
 Arguments travel in the query string for GET and DELETE (scalars as text, other
 values as JSON) and as one JSON object for POST and PUT. ``push`` and ``pull``
-move bytes and have routes of their own.
+(and ``commit_manifest``, ``manifest``) move bytes: chunk-level transfer has
+routes of its own (``server/routes/chunks.py``); their roles and event are here.
 """
 
 from __future__ import annotations
@@ -135,6 +136,6 @@ BY_METHOD: dict[str, Operation] = {op.method: op for op in OPERATIONS}
 
 # Methods with routes of their own (they move bytes), and what they need.
 TRANSFER_METHODS: dict[str, Operation] = {
-    "push": Operation("push", "POST", "/uploads", "versions", _C, event="version.created"),
-    "pull": Operation("pull", "GET", "/archive", "versions", _V, Scope.REF, ("ref",)),
+    "push": Operation("push", "POST", "/chunks/commit", "transfer", _C, event="version.created"),
+    "pull": Operation("pull", "GET", "/chunks/manifest", "transfer", _V, Scope.REF, ("ref",)),
 }

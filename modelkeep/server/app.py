@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import copy
 import logging
-import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from fastapi import Depends, FastAPI, Request
@@ -38,22 +36,17 @@ from modelkeep.server.routes import (
     aliases,
     artifacts,
     audit,
+    chunks,
     governance,
     lineage,
     retention,
     signatures,
     storage,
     tags,
-    uploads,
     versions,
 )
 from modelkeep.server.settings import ServerSettings
 from modelkeep.server.webhooks import Dispatcher, WebhookStore
-
-try:  # the chunk-level transfer routes, when present
-    from modelkeep.server.routes import chunks as _chunks
-except ImportError:  # pragma: no cover - until chunk transfer lands
-    _chunks = None  # type: ignore[assignment]
 
 __all__ = ["create_app", "ServerContext"]
 
@@ -74,8 +67,6 @@ class ServerContext:
     webhooks: WebhookStore
     dispatcher: Dispatcher
     metrics: Metrics
-    staging: Path
-    _tmp: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
 
     def principal(self, request: Request) -> Principal:
         """The caller of ``request``; every route but health and metrics depends on it."""
@@ -109,8 +100,6 @@ def create_app(registry: Registry, settings: ServerSettings) -> FastAPI:
         finally:
             ctx.dispatcher.stop()
             ctx.auth.close()
-            if ctx._tmp is not None:
-                ctx._tmp.cleanup()
 
     app = FastAPI(
         title="modelkeep",
@@ -119,13 +108,6 @@ def create_app(registry: Registry, settings: ServerSettings) -> FastAPI:
         lifespan=lifespan,
     )
     auth = AuthStore(settings.db_url)
-    tmp = None
-    if settings.staging_dir is None:
-        tmp = tempfile.TemporaryDirectory(prefix="modelkeep-staging-")
-        staging = Path(tmp.name)
-    else:
-        staging = settings.staging_dir
-        staging.mkdir(parents=True, exist_ok=True)
     hooks = WebhookStore(auth)
     metrics = Metrics()
     app.state.mk = ServerContext(
@@ -135,17 +117,14 @@ def create_app(registry: Registry, settings: ServerSettings) -> FastAPI:
         webhooks=hooks,
         dispatcher=Dispatcher(hooks, settings, metrics),
         metrics=metrics,
-        staging=staging,
-        _tmp=tmp,
     )
     _errors.install(app)
     for module in (
-        artifacts, versions, aliases, tags, lineage, audit, governance, signatures, retention, storage, uploads, admin
+        artifacts, versions, aliases, tags, lineage, audit, governance, signatures, retention, storage, admin
     ):
         app.include_router(module.router, prefix=API)
-    if _chunks is not None:
-        # Authenticated before anything else is read, like every router of ours.
-        app.include_router(_chunks.router, prefix=API, dependencies=[Depends(caller)])
+    # Push and pull (chunk-level transfer); authenticated before anything is read, like the rest.
+    app.include_router(chunks.router, prefix=API, dependencies=[Depends(caller)])
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

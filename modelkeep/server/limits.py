@@ -1,7 +1,7 @@
 """Request body limits, enforced before a route reads the body (413 above the limit).
 
-Uploads (``PUT /api/v1/uploads/...``, chunk routes) may carry ``max_upload_bytes``;
-every other body ``max_json_bytes``. A declared Content-Length over the limit is
+Chunk routes (``/api/v1/chunks...``: chunk batches, manifests) may carry
+``max_upload_bytes``; every other body ``max_json_bytes``. A declared Content-Length over the limit is
 refused at once; a chunked body is counted as it streams and refused when it
 crosses the limit.
 """
@@ -17,7 +17,7 @@ from modelkeep.server.settings import ServerSettings
 
 __all__ = ["BodyLimit"]
 
-_UPLOAD_PREFIXES = ("/api/v1/uploads/", "/api/v1/chunks")
+_UPLOAD_PREFIX = "/api/v1/chunks"
 
 
 class BodyLimit:
@@ -25,10 +25,8 @@ class BodyLimit:
         self.app = app
         self.settings = settings
 
-    def limit_for(self, path: str, method: str) -> int:
-        if method == "PUT" and path.startswith(_UPLOAD_PREFIXES):
-            return self.settings.max_upload_bytes
-        if path.startswith("/api/v1/chunks"):
+    def limit_for(self, path: str) -> int:
+        if path.startswith(_UPLOAD_PREFIX):
             return self.settings.max_upload_bytes
         return self.settings.max_json_bytes
 
@@ -36,7 +34,7 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.limit_for(scope["path"], scope["method"])
+        limit = self.limit_for(scope["path"])
         declared = _content_length(scope)
         if declared is not None and declared > limit:
             await _too_large(send, limit)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 __all__ = ["ServerSettings", "MiB"]
 
@@ -16,8 +15,7 @@ class ServerSettings:
     auth: bool = True  # False only with ``--no-auth`` (single-user, local)
     anonymous_user: str = "anonymous"  # actor recorded when auth is off
     max_json_bytes: int = 1 * MiB  # request bodies of JSON routes (413 above)
-    max_upload_bytes: int = 64 * 1024 * MiB  # one uploaded file (413 above)
-    staging_dir: Path | None = None  # where uploads wait for their commit (default: system temp)
+    max_upload_bytes: int = 512 * MiB  # one chunk batch or manifest commit (413 above)
     webhook_allow_private: bool = False  # deliver to loopback / private / link-local addresses
     webhook_queue_size: int = 1000  # events waiting for delivery; more are logged and dropped
     webhook_attempts: int = 5  # deliveries per event and subscription, with backoff between

@@ -24,9 +24,9 @@ def _routes(srv: Served) -> list[tuple[str, str]]:
 
 def test_every_api_route_refuses_a_request_without_token(srv: Served, http: httpx.Client) -> None:
     routes = _routes(srv)
-    assert len(routes) >= len(OPERATIONS) + 5  # operations, uploads, archive, admin, whoami
+    assert len(routes) >= len(OPERATIONS) + 8  # operations, chunk transfer, admin, whoami
     for method, path in routes:
-        url = path.replace("{upload_id}", "0" * 32).replace("{webhook_id}", "1")
+        url = path.replace("{webhook_id}", "1")
         r = http.request(method, url, params={"name": "a/model", "ref": "a/model", "path": "x"})
         assert r.status_code == 401, (method, path, r.text)
         assert r.json()["error"]["code"] == "unauthorized"
@@ -50,7 +50,8 @@ def test_token_for_namespace_a_on_namespace_b_is_403_without_telling_whether_it_
     assert existing.json() == absent.json()
     assert existing.json()["error"]["code"] == "forbidden"
     # Downloads, lists, deletes, searches alike.
-    assert http.get("/api/v1/archive", params={"ref": "b/model"}, headers=h).status_code == 403
+    assert http.get("/api/v1/chunks/manifest", params={"ref": "b/model"}, headers=h).status_code == 403
+    assert http.post("/api/v1/chunks/fetch", json={"ref": "b/model", "digests": []}, headers=h).status_code == 403
     assert http.get("/api/v1/versions", params={"name": "b/model"}, headers=h).status_code == 403
     assert http.delete("/api/v1/aliases", params={"name": "b/model", "alias": "x"}, headers=h).status_code == 403
     assert http.get("/api/v1/lineage", params={"ref": "b/model"}, headers=h).status_code == 403

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import httpx
 import pytest
 from _servers import Served, bearer
@@ -31,25 +34,65 @@ TRAVERSALS = [
 ]
 
 
-def _upload(http: httpx.Client, headers: dict[str, str], name: str = "a/upload") -> str:
-    r = http.post("/api/v1/uploads", json={"name": name}, headers=headers)
-    assert r.status_code == 200, r.text
-    return r.json()["id"]
+def _manifest_of(srv: Served, ref: str) -> dict:
+    with srv.remote(srv.tokens["admin"]) as reg:
+        _, manifest = reg.manifest(ref)
+    return json.loads(manifest.to_bytes())
 
 
-@pytest.mark.parametrize("path", TRAVERSALS)
-def test_upload_paths_that_leave_the_tree_are_refused(srv: Served, http: httpx.Client, admin: dict[str, str], path: str) -> None:
-    upload = _upload(http, admin)
-    r = http.put(f"/api/v1/uploads/{upload}/files", params={"path": path}, content=b"x", headers=admin)
+@pytest.mark.parametrize("path", [p for p in TRAVERSALS if not p.startswith("%") and "%" not in p])
+def test_manifest_paths_that_leave_the_tree_are_refused(seeded: Served, http: httpx.Client, admin: dict[str, str], path: str) -> None:
+    manifest = _manifest_of(seeded, "a/model@1.0.0")
+    manifest["files"][0]["path"] = path
+    r = http.post("/api/v1/chunks/commit", json={"name": "a/evil", "manifest": manifest}, headers=admin)
     assert r.status_code == 400, (path, r.text)
-    assert r.json()["error"]["code"] == "invalid_path"
-    assert not any(p.name == "x" for p in srv.app.state.mk.staging.rglob("*") if p.is_file())  # type: ignore[attr-defined]
+    assert r.json()["error"]["code"] in ("invalid_path", "invalid_input")
+    assert http.get("/api/v1/artifact", params={"name": "a/evil"}, headers=admin).status_code == 404
 
 
-@pytest.mark.parametrize("upload_id", ["..", "../../etc", "%2e%2e", "0" * 31, "g" * 32])
-def test_upload_ids_are_checked(http: httpx.Client, admin: dict[str, str], upload_id: str) -> None:
-    r = http.put(f"/api/v1/uploads/{upload_id}/files", params={"path": "ok"}, content=b"x", headers=admin)
-    assert r.status_code in (404, 405)  # ".." segments are resolved by the client: no such route
+@pytest.mark.parametrize("path", [p for p in TRAVERSALS if "%" in p])
+def test_percent_encoded_manifest_paths_stay_literal_and_confined(
+    seeded: Served, http: httpx.Client, admin: dict[str, str], path: str, tmp_path: Path
+) -> None:
+    manifest = _manifest_of(seeded, "a/model@1.0.0")
+    manifest["files"][0]["path"] = path
+    r = http.post("/api/v1/chunks/commit", json={"name": "a/encoded", "manifest": manifest}, headers=admin)
+    if r.status_code == 400:  # refused outright is fine too
+        return
+    assert r.status_code == 200, r.text
+    dest = tmp_path / "dest" / "inner"
+    with seeded.remote(seeded.tokens["admin"]) as reg:
+        reg.pull(f"a/encoded@{r.json()['version']}", dest)
+    written = [p for p in (tmp_path / "dest").rglob("*") if p.is_file()]
+    assert written and all(dest in p.parents for p in written)  # never decoded, never outside dest
+    assert not (tmp_path / "x").exists()
+
+
+BAD_DIGESTS = [
+    "sha256:" + "0" * 64,
+    "blake3:" + "0" * 63,
+    "blake3:" + "0" * 65,
+    "blake3:" + "A" * 64,
+    "blake3:" + "g" * 64,
+    "blake3:../../" + "0" * 58,
+    "0" * 64,
+    "blake3:",
+    "",
+    5,
+    None,
+]
+
+
+@pytest.mark.parametrize("digest", BAD_DIGESTS)
+def test_digests_that_are_not_blake3_hex_are_refused(seeded: Served, http: httpx.Client, admin: dict[str, str], digest: object) -> None:
+    r = http.post("/api/v1/chunks/missing", json={"name": "a/model", "digests": [digest]}, headers=admin)
+    assert r.status_code in (400, 422), r.text
+    r = http.post("/api/v1/chunks/fetch", json={"ref": "a/model@1.0.0", "digests": [digest]}, headers=admin)
+    assert r.status_code in (400, 422), r.text
+    manifest = _manifest_of(seeded, "a/model@1.0.0")
+    manifest["files"][0]["digest"] = digest
+    r = http.post("/api/v1/chunks/commit", json={"name": "a/bad-digest", "manifest": manifest}, headers=admin)
+    assert r.status_code in (400, 422), r.text
 
 
 @pytest.mark.parametrize(
@@ -58,7 +101,7 @@ def test_upload_ids_are_checked(http: httpx.Client, admin: dict[str, str], uploa
         ("GET", "/api/v1/version", "ref"),
         ("GET", "/api/v1/files", "ref"),
         ("GET", "/api/v1/lineage", "ref"),
-        ("GET", "/api/v1/archive", "ref"),
+        ("GET", "/api/v1/chunks/manifest", "ref"),
         ("GET", "/api/v1/tags/history", "ref"),
         ("GET", "/api/v1/signatures", "ref"),
     ],
@@ -93,7 +136,7 @@ def test_names_differing_in_case_or_unicode_form_are_refused(http: httpx.Client,
         ("GET", "/api/v1/versions", {"params": {"name": name}}),
         ("GET", "/api/v1/artifact", {"params": {"name": name}}),
         ("PUT", "/api/v1/aliases", {"json": {"name": name, "alias": "prod", "version": "1.0.0"}}),
-        ("POST", "/api/v1/uploads", {"json": {"name": name}}),
+        ("POST", "/api/v1/chunks/missing", {"json": {"name": name, "digests": []}}),
     ]:
         r = http.request(method, path, headers=admin, **kwargs)
         assert r.status_code == 400, (method, path, name, r.text)
@@ -111,7 +154,7 @@ def test_malformed_json_is_422(http: httpx.Client, admin: dict[str, str], body: 
 
 
 def test_malformed_json_on_every_body_route_is_422(http: httpx.Client, admin: dict[str, str]) -> None:
-    for path in ["/api/v1/uploads", "/api/v1/storage/gc", "/api/v1/holds", "/api/v1/admin/webhooks", "/api/v1/signatures"]:
+    for path in ["/api/v1/chunks/commit", "/api/v1/chunks/missing", "/api/v1/storage/gc", "/api/v1/holds", "/api/v1/admin/webhooks", "/api/v1/signatures"]:
         r = http.post(path, content=b"{oops", headers={**admin, "Content-Type": "application/json"})
         assert r.status_code == 422, (path, r.text)
 
@@ -133,19 +176,10 @@ def test_oversized_bodies_are_413(srv: Served, http: httpx.Client, admin: dict[s
 
     r = http.put("/api/v1/aliases", content=chunked(), headers={**admin, "Content-Type": "application/json"})
     assert r.status_code == 413
-    upload = _upload(http, admin)
-    r = http.put(f"/api/v1/uploads/{upload}/files", params={"path": "big"}, content=b"x" * (1024 * 1024 + 1), headers=admin)
+    r = http.post("/api/v1/chunks", params={"name": "a/model"}, content=b"x" * (1024 * 1024 + 1), headers=admin)
     assert r.status_code == 413
-    r = http.put(f"/api/v1/uploads/{upload}/files", params={"path": "fits"}, content=b"x" * 1024, headers=admin)
-    assert r.status_code == 200
-
-
-def test_another_users_upload_is_forbidden(srv: Served, http: httpx.Client, admin: dict[str, str]) -> None:
-    upload = _upload(http, admin, "a/theirs")
-    alice = bearer(srv.tokens["a-contributor"])
-    r = http.put(f"/api/v1/uploads/{upload}/files", params={"path": "x"}, content=b"x", headers=alice)
-    assert r.status_code == 403
-    assert http.post(f"/api/v1/uploads/{upload}/commit", json={}, headers=alice).status_code == 403
+    r = http.post("/api/v1/chunks/commit", content=b"{" + b" " * (1024 * 1024 + 1), headers=admin)
+    assert r.status_code == 413
 
 
 def test_unknown_routes_and_methods(http: httpx.Client, admin: dict[str, str]) -> None:
