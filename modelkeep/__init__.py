@@ -65,6 +65,16 @@ from modelkeep.registry.types import (
     VersionKey,
 )
 from modelkeep.store.digest import Digest
+from modelkeep.errors import HoldNotFound, InvalidKey, SignatureExists, VersionDeleted  # retention, signatures
+from modelkeep.registry.types import (  # retention and signatures
+    RetentionDecision,
+    RetentionHold,
+    RetentionPlan,
+    RetentionRule,
+    SignatureCheck,
+    SignatureRecord,
+    Tombstone,
+)
 
 if TYPE_CHECKING:
     from modelkeep.store.chunkstore import ChunkStore
@@ -118,6 +128,18 @@ __all__ = [
     "IntegrityError",
     "CorruptData",
     "StorageError",
+    # retention and signatures
+    "RetentionDecision",
+    "RetentionHold",
+    "RetentionPlan",
+    "RetentionRule",
+    "SignatureCheck",
+    "SignatureRecord",
+    "Tombstone",
+    "InvalidKey",
+    "VersionDeleted",
+    "HoldNotFound",
+    "SignatureExists",
 ]
 
 _DB_SCHEMES = ("sqlite", "postgresql", "postgres", "postgresql+psycopg")
