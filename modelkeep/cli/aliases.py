@@ -94,6 +94,28 @@ def history(
     out().print(_history_table(moves))
 
 
+@app.command("at")
+def at(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Artifact name.")],
+    alias: Annotated[str, typer.Argument(help="Alias name, e.g. production.")],
+    instant: Annotated[str, typer.Argument(metavar="TIME", help="ISO 8601 instant, e.g. 2026-03-01T12:00:00Z.")],
+    json_: JsonOpt = False,
+) -> None:
+    """Which version ALIAS of NAME pointed at, at instant TIME."""
+    from modelkeep.cli.audit import parse_instant
+
+    when_ = parse_instant(instant, "TIME")
+    version = registry(ctx).alias_at(name, alias, when_)
+    if json_:
+        emit_json({"artifact": name, "alias": alias, "at": when_, "version": version})
+        return
+    if version is None:
+        out().print(f"{escape(name)}@{escape(alias)} pointed nowhere at {escape(when_.isoformat())}")
+        return
+    out().print(escape(version))
+
+
 def _history_table(moves: list[AliasMove]) -> Table:
     t = table("when", "alias", "from", "to", "by", "reason", wrap=("reason",))
     for m in moves:

@@ -19,6 +19,7 @@ from typer.core import TyperGroup
 
 from modelkeep.cli import aliases, artifacts, lineage, server, store, tags, versions
 from modelkeep.cli import retention, signing  # retention and signatures
+from modelkeep.cli import audit, governance  # stages, policies, approvals, rollback, audit trail
 from modelkeep.cli import compare, evaluate, impact  # ML: comparison, evaluation, impact analysis
 from modelkeep.cli._context import State, state
 from modelkeep.cli._output import err
@@ -133,6 +134,17 @@ app.command("compare", rich_help_panel="ML")(compare.compare)
 app.command("evaluate", rich_help_panel="ML")(evaluate.evaluate)
 app.command("impact", rich_help_panel="ML")(impact.impact)
 app.add_typer(server.app, name="server", rich_help_panel="Server")
+# governance
+_GOVERN = "Governance: stages, approvals, audit"
+app.command("stage", rich_help_panel=_GOVERN)(governance.stage)
+app.command("stages", rich_help_panel=_GOVERN)(governance.stages)
+app.command("promote", rich_help_panel=_GOVERN)(governance.promote)
+app.command("rollback", rich_help_panel=_GOVERN)(governance.rollback)
+app.add_typer(governance.policy_app, name="policy", rich_help_panel=_GOVERN)
+app.add_typer(governance.approve_app, name="approve", rich_help_panel=_GOVERN)
+app.command("reject", rich_help_panel=_GOVERN)(governance.reject)
+app.command("history", rich_help_panel=_GOVERN)(audit.history)
+app.add_typer(audit.app, name="audit", rich_help_panel=_GOVERN)
 # retention and signatures
 _TRUST = "Retention and signatures"
 app.command("sign", rich_help_panel=_TRUST)(signing.sign)

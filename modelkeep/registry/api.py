@@ -229,7 +229,8 @@ class Registry(abc.ABC):
     ) -> list[Event]:
         """Audit events in chain order: of one artifact, at or after ``since``, with seq > ``after``.
 
-        ``limit`` keeps the newest ``limit`` matching events (still oldest first).
+        ``limit`` keeps the newest ``limit`` matching events (still oldest first); with
+        ``after`` it keeps the first ``limit`` after it instead, to page through the log.
         """
 
     @abc.abstractmethod

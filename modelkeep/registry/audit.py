@@ -173,7 +173,8 @@ def events(
     after: int | None = None,
     limit: int | None = None,
 ) -> list[Event]:
-    """Events in chain order; ``limit`` keeps the newest ``limit`` of those that match."""
+    """Events in chain order. ``limit`` keeps the first ``limit`` events after ``after`` when
+    it is given (paging forward), else the newest ``limit`` of those that match."""
     stmt = select(*_COLUMNS)
     if artifact is not None:
         stmt = stmt.where(AuditEventRow.artifact == artifact)
@@ -183,9 +184,11 @@ def events(
         stmt = stmt.where(AuditEventRow.at >= since)
     if after is not None:
         stmt = stmt.where(AuditEventRow.seq > after)
-    if limit is not None:
-        if limit < 0:
-            raise InvalidInput("limit must not be negative")
+    if limit is not None and limit < 0:
+        raise InvalidInput("limit must not be negative")
+    if limit is not None and after is not None:
+        rows = list(db.execute(stmt.order_by(AuditEventRow.seq).limit(limit)))
+    elif limit is not None:
         rows = list(db.execute(stmt.order_by(AuditEventRow.seq.desc()).limit(limit)))
         rows.reverse()
     else:

@@ -73,6 +73,7 @@ def test_audit_log_filters(registry: EmbeddedRegistry, make_tree: MakeTree) -> N
     last_two = registry.audit_log(limit=2)
     assert [e.seq for e in last_two] == [8, 9]
     assert [e.seq for e in registry.audit_log(after=7)] == [8, 9]
+    assert [e.seq for e in registry.audit_log(after=2, limit=3)] == [3, 4, 5]
     future = datetime.now(UTC) + timedelta(hours=1)
     assert registry.audit_log(since=future) == []
     assert len(registry.audit_log(since=datetime(2000, 1, 1, tzinfo=UTC))) == 9
