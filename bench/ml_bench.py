@@ -23,9 +23,10 @@ a tiny data file plus its index file, pushed with the ``params["dataset"]``
 record push_dataset writes. Consecutive versions share 90 % of their keys.
 A few models are trained on some versions, one fine-tune derives from one, a
 bundle contains it and a variant is made of it, so the lineage walk is real.
-The query is timed three ways: cold (indexes read from the chunk store), on
-a new process's cache with the on-disk index cache warm (what a second
-``mk impact`` costs), and with the in-process cache warm.
+The query is timed cold (a newly opened registry, as in a new process: the
+store's chunk index is loaded, then each version's index header and fence
+keys and one 32 KiB block of hashes are read from the chunk store) and warm
+(headers cached in the process).
 """
 
 from __future__ import annotations
@@ -155,18 +156,18 @@ def bench_impact(home: Path, n_datasets: int, rows: int) -> dict[str, float]:
         reg.push(_blob(home, "bundle"), "system", kind="bundle", contains=ft.ref)
         reg.push(_blob(home, "int8"), "fraud-int8", kind="model", variant_of=ft.ref)
 
-        cache_dir = home / "keycache"
+        # a new registry object, as in a new process: the store's chunk index is loaded again, lazily
+        reg.close()
+        reg = EmbeddedRegistry(Settings.for_home(home / "reg"))
         t = time.perf_counter()
-        report = impact(reg, "transactions", "customer_id", probe, cache=KeyIndexCache(cache_dir))
+        report = impact(reg, "transactions", "customer_id", probe, cache=KeyIndexCache())
         t_cold = time.perf_counter() - t
+        warm = KeyIndexCache()
+        impact(reg, "transactions", "customer_id", probe, cache=warm)
         t = time.perf_counter()
-        report2 = impact(reg, "transactions", "customer_id", probe, cache=KeyIndexCache(cache_dir))
-        t_disk = time.perf_counter() - t
-        mem = KeyIndexCache(cache_dir)
-        impact(reg, "transactions", "customer_id", probe, cache=mem)
-        t = time.perf_counter()
-        impact(reg, "transactions", "customer_id", probe, cache=mem)
-        t_mem = time.perf_counter() - t
+        report2 = impact(reg, "transactions", "customer_id", probe, cache=warm)
+        t_warm = time.perf_counter() - t
+        index_mib = len(blob) / 2**20
         assert report.containing == report2.containing and report.containing
         return {
             "datasets": n_datasets,
@@ -175,8 +176,8 @@ def bench_impact(home: Path, n_datasets: int, rows: int) -> dict[str, float]:
             "affected": len(report.affected),
             "build_s": t_build,
             "cold": t_cold,
-            "disk_warm": t_disk,
-            "mem_warm": t_mem,
+            "warm": t_warm,
+            "index_mib": index_mib,
         }
     finally:
         reg.close()
@@ -221,10 +222,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"impact, {r['datasets']} dataset versions of {r['rows']:,} keys "
                   f"(found in {r['containing']}, {r['affected']} downstream versions)")
             print(f"  index build (hash + sort, all versions) {r['build_s']:8.3f} s")
-            print(f"  cold: indexes read from the store       {r['cold']:8.3f} s")
-            print(f"  new process, on-disk index cache warm   {r['disk_warm']:8.3f} s  (target <= 1 s)")
-            print(f"  same process, in-memory cache warm      {r['mem_warm']:8.3f} s")
-            met = r["disk_warm"] <= 1.0
+            print(f"  first query in a process (nothing cached)  {r['cold']:8.3f} s  (target <= 1 s)")
+            print(f"  next query (index headers cached)          {r['warm']:8.3f} s")
+            print(f"  each index file: {r['index_mib']:.1f} MiB; a lookup reads one 32 KiB block of it")
+            met = r["cold"] <= 1.0
             ok &= met
             print(f"  target met: {'yes' if met else 'NO'}")
     return 0 if ok else 1

@@ -21,9 +21,14 @@ Index file layout (little-endian)::
 
     8 bytes   magic b"MKKEYS\\x00\\x01"
     u32       n = length of the JSON header
-    n bytes   {"column": ..., "scheme": "int"|"str", "count": k, "rows": r, "unique": bool}
+    n bytes   {"column", "scheme": "int"|"str", "count": k, "rows", "unique", "fence_every": 4096}
     padding   zero bytes up to a multiple of 8
+    f x u64   fence keys: every 4096th hash (f = ceil(k / 4096))
     k x u64   sorted distinct hashes
+
+A lookup binary-searches the fences (kept in memory) and then reads one block
+of at most 4096 hashes (32 KiB), so a key index of any size costs one or two
+chunk reads per lookup, never a read of the whole file.
 
 Hashes: integer keys (every value a canonical decimal int64, like ``123``,
 not ``0123``) are mixed with splitmix64, vectorized; any other key is hashed as
@@ -45,7 +50,7 @@ import re
 import shutil
 import struct
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,7 +58,7 @@ from typing import Any
 import blake3
 import numpy as np
 
-from modelkeep.errors import InvalidInput, InvalidPath
+from modelkeep.errors import CorruptData, InvalidInput, InvalidPath
 from modelkeep.registry.api import Registry
 from modelkeep.registry.types import Kind, Version
 
@@ -68,6 +73,8 @@ __all__ = [
     "sorted_distinct",
     "encode_key_index",
     "decode_key_index",
+    "open_key_index",
+    "FENCE_EVERY",
     "key_index_path",
     "dataset_info",
     "push_dataset",
@@ -75,6 +82,7 @@ __all__ = [
 
 KEY_DIR = ".modelkeep/keys"
 _MAGIC = b"MKKEYS\x00\x01"
+FENCE_EVERY = 4096  # hashes per block; one fence key per block is kept in memory
 _TABLE_SUFFIXES = (".csv", ".parquet")
 _CANON_INT = re.compile(r"-?(0|[1-9][0-9]{0,18})")
 _SEED = np.uint64(0x6D6B6B6579733031)  # "mkkeys01"
@@ -239,21 +247,54 @@ def _key_scheme(table: Table, column: str) -> tuple[str, np.ndarray]:
 # -- key index files ----------------------------------------------------------------------
 
 
+Reader = Callable[[int, int], "bytes | bytearray | memoryview"]
+"""``read(offset, length)``: bytes of a key index file (from memory, a memory map or the chunk store)."""
+
+
 @dataclass(frozen=True, slots=True)
 class KeyIndex:
+    """An opened key index: header and fence keys in memory, blocks of hashes read on demand.
+
+    A lookup reads one block of at most ``fence_every`` hashes (32 KiB): from the chunk
+    store that is one or two chunks, whatever the size of the index.
+    """
+
     column: str
     scheme: str
     rows: int
     unique: bool
-    hashes: np.ndarray  # sorted distinct uint64
+    count: int  # distinct keys
+    fence_every: int
+    fences: np.ndarray  # hashes[0], hashes[fence_every], ... (sorted)
+    hashes_offset: int
+    read: Reader = field(repr=False, compare=False)
+    where: str = "key index"
+
+    def block(self, b: int) -> np.ndarray:
+        lo = b * self.fence_every
+        hi = min(lo + self.fence_every, self.count)
+        data = self.read(self.hashes_offset + 8 * lo, 8 * (hi - lo))
+        block = np.frombuffer(data, dtype="<u8")
+        if len(block) != hi - lo or block[0] != self.fences[b]:
+            raise CorruptData(f"{self.where}: block {b} does not start with its fence key")
+        return block
 
     def contains(self, value: str) -> bool:
         h = hash_key(value, self.scheme)
-        if h is None or not len(self.hashes):
+        if h is None or not self.count:
             return False
         target = np.array([h], dtype=np.uint64)
-        i = int(np.searchsorted(self.hashes, target)[0])
-        return i < len(self.hashes) and int(self.hashes[i]) == h
+        b = int(np.searchsorted(self.fences, target, side="right")[0]) - 1
+        if b < 0:
+            return False
+        block = self.block(b)
+        i = int(np.searchsorted(block, target)[0])
+        return i < len(block) and int(block[i]) == h
+
+    @property
+    def hashes(self) -> np.ndarray:
+        """Every hash, sorted (reads the whole array)."""
+        return np.frombuffer(self.read(self.hashes_offset, 8 * self.count), dtype="<u8")
 
 
 def key_index_path(column: str) -> str:
@@ -275,34 +316,51 @@ def sorted_distinct(hashes: np.ndarray) -> np.ndarray:
 def encode_key_index(column: str, scheme: str, hashes: np.ndarray, *, rows: int, unique: bool) -> bytes:
     """Bytes of a key index file; ``hashes`` need not be sorted or distinct."""
     uniq = sorted_distinct(hashes)
+    fences = uniq[::FENCE_EVERY]
     head = json.dumps(
-        {"column": column, "scheme": scheme, "count": int(len(uniq)), "rows": int(rows), "unique": bool(unique)},
+        {"column": column, "scheme": scheme, "count": int(len(uniq)), "rows": int(rows), "unique": bool(unique),
+         "fence_every": FENCE_EVERY},
         sort_keys=True,
     ).encode()
     prefix = _MAGIC + struct.pack("<I", len(head)) + head
     prefix += b"\x00" * (-len(prefix) % 8)
-    return prefix + uniq.astype("<u8").tobytes()
+    return prefix + fences.astype("<u8").tobytes() + uniq.astype("<u8").tobytes()
+
+
+def open_key_index(read: Reader, size: int, *, where: str = "key index") -> KeyIndex:
+    """Open a key index of ``size`` bytes through ``read``: reads the header and fences only.
+
+    Raises InvalidInput when the header is malformed or does not match ``size``.
+    """
+    first = bytes(read(0, min(size, 4096)))
+    if len(first) < 12 or first[:8] != _MAGIC:
+        raise InvalidInput(f"{where}: not a modelkeep key index")
+    (n,) = struct.unpack("<I", first[8:12])
+    if 12 + n > size:
+        raise InvalidInput(f"{where}: header runs past the end of the file")
+    raw = first[12 : 12 + n] if 12 + n <= len(first) else bytes(read(12, n))
+    try:
+        head = json.loads(raw)
+        column, scheme, count = str(head["column"]), str(head["scheme"]), int(head["count"])
+        rows, unique, every = int(head["rows"]), bool(head["unique"]), int(head["fence_every"])
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"{where}: malformed header ({exc})") from None
+    start = 12 + n + (-(12 + n) % 8)
+    n_fences = -(-count // every) if every > 0 else -1
+    if scheme not in ("int", "str") or count < 0 or every <= 0 or start + 8 * (n_fences + count) != size:
+        raise InvalidInput(f"{where}: {count} keys do not match the file size {size}")
+    fence_bytes = (first[start : start + 8 * n_fences] if start + 8 * n_fences <= len(first)
+                   else bytes(read(start, 8 * n_fences)))
+    fences = np.frombuffer(fence_bytes, dtype="<u8")
+    if n_fences > 1 and not bool(np.all(fences[1:] > fences[:-1])):
+        raise InvalidInput(f"{where}: fence keys are not sorted")
+    return KeyIndex(column, scheme, rows, unique, count, every, fences, start + 8 * n_fences, read, where)
 
 
 def decode_key_index(data: bytes | memoryview | np.ndarray, *, where: str = "key index") -> KeyIndex:
-    """Parse a key index file (zero-copy over ``data``). Raises InvalidInput on a malformed one."""
+    """Open a key index held in memory (or memory-mapped), zero-copy."""
     buf = memoryview(data).cast("B") if not isinstance(data, np.ndarray) else memoryview(data.view(np.uint8))
-    if len(buf) < 12 or bytes(buf[:8]) != _MAGIC:
-        raise InvalidInput(f"{where}: not a modelkeep key index")
-    (n,) = struct.unpack("<I", bytes(buf[8:12]))
-    if 12 + n > len(buf):
-        raise InvalidInput(f"{where}: header runs past the end of the file")
-    try:
-        head = json.loads(bytes(buf[12 : 12 + n]))
-        column, scheme, count = str(head["column"]), str(head["scheme"]), int(head["count"])
-        rows, unique = int(head["rows"]), bool(head["unique"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InvalidInput(f"{where}: malformed header ({exc})") from None
-    start = 12 + n + (-(12 + n) % 8)
-    if scheme not in ("int", "str") or count < 0 or start + 8 * count != len(buf):
-        raise InvalidInput(f"{where}: {count} keys do not match the file size {len(buf)}")
-    hashes = np.frombuffer(buf, dtype="<u8", count=count, offset=start)
-    return KeyIndex(column, scheme, rows, unique, hashes)
+    return open_key_index(lambda off, n: buf[off : off + n], len(buf), where=where)
 
 
 # -- dataset push ------------------------------------------------------------------------------

@@ -11,12 +11,13 @@
    (``contains``), their variants (``variant_of``), evaluations on them
    (``evaluated_on``) — transitively.
 
-Indexes are immutable (they are files of immutable versions), so they are cached
-per process in :class:`KeyIndexCache` and, when a ``cache_dir`` is given, on
-disk as plain files that are memory-mapped on the next run (the CLI uses
-``<home>/cache/keys``). A lookup touches only the ~20 pages a binary search
-visits, so a warm query over 100 indexes of a million keys costs milliseconds
-plus the lineage queries.
+Indexes are immutable (they are files of immutable versions). From an embedded
+registry a lookup reads the index's header and fence keys (cached per process
+in :class:`KeyIndexCache`) and then one block of 4096 hashes, straight from the
+chunk store: one or two chunks per dataset version, whatever its size. From a
+remote registry the index files are fetched whole once and, with a
+``cache_dir`` (the CLI uses ``<home>/cache/keys``), kept on disk and
+memory-mapped by later runs.
 
 **Flags.** ``flag_impact`` sets the tag ``impact-<h>`` on every affected version
 (dataset versions holding the key included), where ``<h>`` is 16 hex digits of
@@ -45,7 +46,8 @@ import numpy as np
 
 from modelkeep.errors import InvalidInput
 from modelkeep.ml import _versionfiles
-from modelkeep.ml.datasets import KeyIndex, decode_key_index, hash_key
+from modelkeep.ml.datasets import KeyIndex, decode_key_index, open_key_index
+from modelkeep.ml.tensordiff import ChunkSource
 from modelkeep.registry.api import Registry
 from modelkeep.registry.types import Direction, Edge, Kind, Version, VersionKey
 
@@ -65,7 +67,15 @@ FLAG_PREFIX = "impact-"
 
 
 class KeyIndexCache:
-    """Key indexes by (files digest, path): in memory, and on disk under ``cache_dir`` when given."""
+    """Opened key indexes by (files digest, path), for the life of the process.
+
+    From an embedded registry an index is opened straight from the chunk store:
+    its header and fence keys are read once, and each lookup reads one block of
+    hashes (one or two chunks). From any other registry the whole index file is
+    fetched once and, with ``cache_dir``, kept on disk (named by the version's
+    files digest and the path, so it can never be stale) and memory-mapped by
+    later processes.
+    """
 
     def __init__(self, cache_dir: str | Path | None = None) -> None:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
@@ -76,15 +86,23 @@ class KeyIndexCache:
         hit = self._mem.get(key)
         if hit is not None:
             return hit
+        where = f"{version.ref}:{path}"
         disk = self._disk_path(key)
+        found = _versionfiles.manifest_of(registry, version.ref)
         if disk is not None and disk.is_file():
             data = np.memmap(disk, dtype=np.uint8, mode="r")
-            idx = decode_key_index(data, where=f"{version.ref}:{path} (cached in {disk})")
+            idx = decode_key_index(data, where=f"{where} (cached in {disk})")
+        elif found is not None:
+            entry = _versionfiles.entry_of(found[1], path)
+            if entry is None:
+                raise InvalidInput(f"{version.ref} has no file {path!r}")
+            src = ChunkSource(registry.store, entry)  # type: ignore[attr-defined]  # embedded registries only
+            idx = open_key_index(src.read, src.size, where=where)
         else:
             raw = _versionfiles.read_bytes(registry, version.ref, path)
             if disk is not None:
                 _write_atomic(disk, raw)
-            idx = decode_key_index(raw, where=f"{version.ref}:{path}")
+            idx = decode_key_index(raw, where=where)
         self._mem[key] = idx
         return idx
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 from modelkeep.errors import ArtifactNotFound, InvalidInput
-from modelkeep.ml.datasets import push_dataset
+from modelkeep.ml.datasets import FENCE_EVERY, push_dataset
 from modelkeep.ml.impact import KeyIndexCache, flag_impact, flag_key, impact, impact_flags, impact_violation
 
 
@@ -73,18 +74,43 @@ def test_unindexed_and_wrong_artifacts(reg, graph, write):
     assert [str(k) for k in r.unindexed] == ["transactions@1.2.0"]
 
 
-def test_disk_cache_answers_without_the_store(reg, graph, tmp_path):
-    cache_dir = tmp_path / "cache"
-    first = impact(reg, "transactions", "customer_id", "3", cache=KeyIndexCache(cache_dir))
-    cached = sorted(cache_dir.rglob("*.keys"))
-    assert len(cached) == 2
-    # a corrupt cache file is refused, never trusted silently
-    cached[0].write_bytes(b"garbage!" * 4)
-    with pytest.raises(InvalidInput, match="not a modelkeep key index"):
-        impact(reg, "transactions", "customer_id", "3", cache=KeyIndexCache(cache_dir))
-    cached[0].unlink()
-    again = impact(reg, "transactions", "customer_id", "3", cache=KeyIndexCache(cache_dir))
-    assert again.containing == first.containing
+def test_embedded_lookups_read_one_block_not_the_index(reg, tmp_path):
+    keys = np.arange(0, 3 * FENCE_EVERY * 10, 3, dtype=np.int64)  # 40960 keys: 10 blocks, 320 KiB of hashes
+    (tmp_path / "k.csv").write_text("customer_id\n" + "\n".join(map(str, keys.tolist())) + "\n")
+    v = push_dataset(reg, tmp_path / "k.csv", "keys", key="customer_id")
+    reads: list[int] = []
+    cache = KeyIndexCache()
+    idx = cache.get(reg, v, v.params["dataset"]["keys"]["customer_id"]["index"])
+    inner = idx.read
+    counting = dataclasses.replace(idx, read=lambda off, n: reads.append(n) or inner(off, n))
+    assert counting.contains("3000") and not counting.contains("3001")
+    assert reads == [8 * FENCE_EVERY, 8 * FENCE_EVERY]  # one block per lookup, nothing else
+    assert len(counting.fences) == 10 and len(counting.hashes) == len(keys)
+
+
+def test_remote_registry_uses_the_disk_cache(tmp_path, write):
+    from _servers import served
+
+    from modelkeep.registry.operations import Role
+
+    with served(f"sqlite:///{tmp_path / 'server.db'}", tmp_path / "store") as srv:
+        token = srv.user("tester", {"*": Role.ADMIN})
+        with srv.remote(token) as remote:
+            push_dataset(remote, write("t.csv", "customer_id,x\n1,1\n2,2\n"), "transactions", key="customer_id")
+            push_dataset(remote, write("t.csv", "customer_id,x\n2,1\n3,2\n"), "transactions", key="customer_id")
+            remote.push(write("m/w.bin", b"m").parent, "fraud", kind="model", trained_on="transactions@1.1.0")
+            cache_dir = tmp_path / "cache"
+            first = impact(remote, "transactions", "customer_id", "3", cache=KeyIndexCache(cache_dir))
+            assert [str(k) for k in first.containing] == ["transactions@1.1.0"]
+            assert [str(a.version) for a in first.affected] == ["fraud@1.0.0"]
+            cached = sorted(cache_dir.rglob("*.keys"))
+            assert len(cached) == 2
+            again = impact(remote, "transactions", "customer_id", "2", cache=KeyIndexCache(cache_dir))
+            assert len(again.containing) == 2
+            # a damaged cache file is refused, never trusted silently
+            cached[0].write_bytes(b"garbage!" * 4)
+            with pytest.raises(InvalidInput, match="not a modelkeep key index"):
+                impact(remote, "transactions", "customer_id", "3", cache=KeyIndexCache(cache_dir))
 
 
 def test_large_index_lookup_matches_numpy(reg, tmp_path):
