@@ -45,7 +45,7 @@ from sqlalchemy.orm import Session
 from modelkeep.db.models import AuditEventRow, AuditHeadRow, utcnow
 from modelkeep.errors import IntegrityError, InvalidInput
 from modelkeep.registry.canon import json_value
-from modelkeep.registry.types import AuditProblem, AuditReport, Event
+from modelkeep.registry.types import AuditProblem, AuditReport, Event, GcReport
 from modelkeep.store.digest import Digest
 
 __all__ = [
@@ -55,6 +55,7 @@ __all__ = [
     "event_digest",
     "events",
     "record",
+    "record_gc",
     "verify",
 ]
 
@@ -150,6 +151,24 @@ def record(
     head.seq = seq
     head.digest = digest
     return Event(seq, when, actor, action, artifact, subject, reason, payload, Digest.parse(previous), Digest.parse(digest))
+
+
+def record_gc(db: Session, report: GcReport, *, actor: str) -> Event:
+    """The ``gc.run`` event of a store garbage collection (registry-wide: no artifact)."""
+    return record(
+        db,
+        action="gc.run",
+        actor=actor,
+        artifact=None,
+        subject="store",
+        data={
+            "packs_deleted": report.packs_deleted,
+            "packs_repacked": report.packs_repacked,
+            "chunks_deleted": report.chunks_deleted,
+            "bytes_freed": report.bytes_freed,
+            "packs_kept_young": report.packs_kept_young,
+        },
+    )
 
 
 def _locked_head(db: Session) -> AuditHeadRow:

@@ -451,7 +451,10 @@ class EmbeddedRegistry(Governance, Registry):
         # The live set is computed by the store while it holds its exclusive lock:
         # computed before, a push finishing in between could reuse a chunk gc then drops.
         r = self._store.gc(lambda: self._uow.read(storage.live_chunks), dry_run=dry_run, grace_seconds=grace_seconds)
-        return GcReport(r.packs_deleted, r.packs_repacked, r.chunks_deleted, r.bytes_freed, r.packs_kept_young, r.dry_run)
+        report = GcReport(r.packs_deleted, r.packs_repacked, r.chunks_deleted, r.bytes_freed, r.packs_kept_young, r.dry_run)
+        if not dry_run:
+            self._uow.write(lambda db: _audit.record_gc(db, report, actor=self._user))
+        return report
 
     # -- retention and signatures (issue 3: retention, signatures) ------------------------
 

@@ -250,3 +250,13 @@ def test_events_survive_the_rows_they_describe(tampered, tmp_path: Path) -> None
         "DELETE FROM versions WHERE major = 1 AND minor = 1",
     )
     assert report.ok
+
+
+def test_a_gc_run_is_recorded_but_not_a_dry_run(registry: EmbeddedRegistry, make_tree: MakeTree) -> None:
+    registry.push(make_tree({"a": "a"}), "m")
+    registry.gc(dry_run=True, grace_seconds=0)
+    registry.gc(grace_seconds=0)
+    events = registry.audit_log()
+    assert [e.action for e in events] == ["version.create", "gc.run"]
+    assert events[-1].artifact is None and events[-1].subject == "store"
+    assert set(events[-1].data) >= {"chunks_deleted", "bytes_freed"}
