@@ -167,6 +167,11 @@ def show(
     info.add_row("tags", escape(", ".join(f"{k}={val}" for k, val in sorted(v.tags.items()))) or "-")
     for e in v.edges:
         info.add_row(e.type.value, escape(str(e.target)))
+    if v.kind is Kind.PROMPT:
+        from modelkeep.ml.textdiff import version_variables
+
+        for path, names in version_variables(reg, v.ref).items():
+            info.add_row("variables", escape(f"{path}: {', '.join(names)}"))
     con.print(info)
     _print_mapping(con, "params", v.params)
     _print_mapping(con, "metrics", v.metrics)
