@@ -104,6 +104,7 @@ def test_prompt_variables_and_text_diffs(reg, tmp_path, mk, write):
     # the CLI shows the same diff in mk diff and mk compare, and writes the HTML report
     mk("push", str(p1.parent), "qa", "--kind", "prompt")
     mk("push", str(p2.parent), "qa")
+    assert "prompt.txt: role, question, user" in mk("show", "qa@1.1.0").stdout
     out = mk("diff", "qa@1.0.0", "qa@1.1.0").stdout
     assert "+Be brief." in out and "--- logo.bin (binary)" in out
     html = tmp_path / "r.html"
