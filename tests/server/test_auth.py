@@ -148,3 +148,23 @@ def test_open_picks_the_remote_registry(srv: Served) -> None:
         assert isinstance(reg, RemoteRegistry)
         with pytest.raises(Unauthorized):
             reg.artifacts()
+
+
+def test_four_eyes_approver_role_and_not_the_author(srv: Served, tmp_path: Path) -> None:
+    from modelkeep.errors import ApprovalNotAllowed
+
+    author = srv.user("erin", {"four": Role.CONTRIBUTOR})
+    (tmp_path / "f").write_text("model")
+    with srv.remote(author) as reg:
+        v = reg.push(tmp_path / "f", "four/m")
+        reg.request_approval(v.ref, comment="please")
+        with pytest.raises(Forbidden):  # a contributor is no approver
+            reg.approve(v.ref)
+    author_as_approver = srv.user("erin", {"four": Role.APPROVER})
+    with srv.remote(author_as_approver) as reg, pytest.raises(ApprovalNotAllowed):
+        reg.approve(v.ref)  # the approver role, but the author: refused by the registry
+    with srv.remote(srv.user("frank", {"four": Role.APPROVER})) as reg:
+        approval = reg.approve(v.ref, comment="lgtm")
+        assert approval.actor == "frank"
+        reg.transition(v.ref, "staging", reason="approved")
+        assert reg.stages("four/m")[v.version].value == "staging"

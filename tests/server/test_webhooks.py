@@ -174,3 +174,14 @@ def test_webhook_admin_routes(hooked: Served, receiver: Receiver) -> None:
         assert http.delete(f"/api/v1/admin/webhooks/{hook['id']}").status_code == 200
         assert http.get("/api/v1/admin/webhooks").json() == []
         assert http.delete(f"/api/v1/admin/webhooks/{hook['id']}").status_code == 404
+
+
+def test_stage_changed_and_approval_requested(hooked: Served, receiver: Receiver, tmp_path: Path) -> None:
+    _subscribe(hooked, receiver.url, ["stage.changed", "approval.requested"], namespace="team")
+    (tmp_path / "f").write_text("w")
+    with hooked.remote(hooked.tokens["admin"]) as reg:
+        v = reg.push(tmp_path / "f", "team/m")
+        reg.request_approval(v.ref)
+        reg.transition(v.ref, "staging", reason="qa")
+    assert hooked.app.state.mk.dispatcher.wait_idle(10)  # type: ignore[attr-defined]
+    assert [json.loads(b)["event"] for _, b in receiver.requests] == ["approval.requested", "stage.changed"]
