@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from modelkeep.errors import InvalidInput
+from modelkeep.errors import InvalidInput, SignatureMismatch
 from modelkeep.ml import _versionfiles
 from modelkeep.ml.datasets import Table, read_table, table_files
 from modelkeep.registry.api import Registry
@@ -120,11 +120,23 @@ def log_loss(y_true: np.ndarray, proba: np.ndarray, classes: Sequence[Any]) -> f
 
 
 def classification_metrics(
-    y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray | None = None, classes: Sequence[Any] | None = None
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    proba: np.ndarray | None = None,
+    classes: Sequence[Any] | None = None,
+    *,
+    labels: Sequence[Any] | None = None,
 ) -> dict[str, float | None]:
-    """accuracy, precision, recall, f1, roc_auc, log_loss (None when undefined or no probabilities)."""
+    """accuracy, precision, recall, f1, roc_auc, log_loss (None when undefined or no probabilities).
+
+    ``labels``: every label of the whole evaluation (default: those in ``y_true`` and
+    ``y_pred``), so a slice holding one class still averages over the same classes
+    and a binary task keeps the same positive class.
+    """
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    labels = sorted(set(y_true.tolist()) | set(y_pred.tolist()), key=_label_key)
+    if labels is None:
+        labels = _labels(y_true, y_pred)
+    labels = list(labels)
     out: dict[str, float | None] = {"accuracy": float(np.mean(y_true == y_pred)) if len(y_true) else None}
     if len(labels) <= 2:
         pos = labels[-1] if labels else None
@@ -176,6 +188,10 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
         "mae": float(np.mean(np.abs(err))),
         "r2": 1.0 - float(np.sum(err**2)) / ss_tot if ss_tot > 0 else None,
     }
+
+
+def _labels(*arrays: np.ndarray) -> list[Any]:
+    return sorted({v for a in arrays for v in np.asarray(a).tolist()}, key=_label_key)
 
 
 def _label_key(v: Any) -> tuple[int, Any]:
@@ -356,14 +372,19 @@ def _predict(model: Any, x: Any, task: str) -> tuple[np.ndarray, np.ndarray | No
     if task == "classification" and callable(getattr(model, "predict_proba", None)):
         try:
             proba = np.asarray(model.predict_proba(x))
-        except (InvalidInput, AttributeError, NotImplementedError):  # a classifier without probabilities
+        except SignatureMismatch:
+            raise
+        except InvalidInput:  # the flavor says this classifier has no probabilities
             proba = None
     return pred, proba
 
 
-def _metrics(task: str, y: np.ndarray, pred: np.ndarray, proba: np.ndarray | None, classes: list[Any] | None):
+def _metrics(
+    task: str, y: np.ndarray, pred: np.ndarray, proba: np.ndarray | None, classes: list[Any] | None,
+    labels: list[Any] | None,
+) -> dict[str, float | None]:
     if task == "classification":
-        return classification_metrics(y, pred.reshape(len(y)) if pred.size == len(y) else pred, proba, classes)
+        return classification_metrics(y, pred, proba, classes, labels=labels)
     return regression_metrics(y, pred)
 
 
@@ -392,14 +413,21 @@ def evaluate_predictions(
     pred, proba = _predict(model, x, kind)
     if len(pred) != len(y):
         raise InvalidInput(f"{model_ref} returned {len(pred)} predictions for {len(y)} rows")
+    if kind == "classification" and pred.ndim > 1:
+        if pred.size != len(y):
+            raise InvalidInput(f"{model_ref} returned predictions of shape {pred.shape}, expected one label per row")
+        pred = pred.reshape(len(y))
     classes = _classes(model, y, proba) if proba is not None else None
-    overall = _metrics(kind, y, pred, proba, classes)
+    labels = _labels(y, pred) if kind == "classification" else None
+    if labels is not None and classes is not None:
+        labels = sorted(set(labels) | set(classes), key=_label_key)
+    overall = _metrics(kind, y, pred, proba, classes, labels)
     slices: dict[str, dict[str, Any]] = {}
     if slice_by is not None:
         sv = columns[slice_by]
         for value in sorted(set(sv.tolist()), key=_label_key):
             mask = sv == value
-            m = _metrics(kind, y[mask], pred[mask], proba[mask] if proba is not None else None, classes)
+            m = _metrics(kind, y[mask], pred[mask], proba[mask] if proba is not None else None, classes, labels)
             slices[str(value)] = {"rows": int(mask.sum()), **m}
     gaps = slice_gaps({s: {k: v for k, v in m.items() if k != "rows"} for s, m in slices.items()})
     return EvaluationReport(model_ref, data_ref, target, kind, len(y), overall, slice_by, slices, gaps)

@@ -6,6 +6,7 @@ import json
 import re
 
 import numpy as np
+import pytest
 from safetensors.numpy import save_file
 
 from modelkeep.ml.compare import compare, package_changes
@@ -126,3 +127,31 @@ def test_cli_compare_weights(mk, tmp_path):
     assert "1 of 1 differ" in out and "100 of 100 parameters changed (100.00%)" in out and "+0.5" in out
     bad = mk("compare", "net@1.0.0", ok=False)
     assert bad.exit_code == 2 and "at least two versions" in bad.stderr
+
+
+def test_compare_over_a_remote_registry(tmp_path):
+    from _servers import served
+
+    from modelkeep.registry.operations import Role
+
+    with served(f"sqlite:///{tmp_path / 'server.db'}", tmp_path / "store") as srv:
+        token = srv.user("tester", {"*": Role.ADMIN})
+        with srv.remote(token) as remote:
+            _check_through_pulled_copies(remote, tmp_path)
+
+
+def _check_through_pulled_copies(reg, tmp_path) -> None:
+    """The same numbers through pulled copies (no chunk store access) as through the chunk store."""
+    va, vb, _, w, w2 = _models(reg, tmp_path)
+    td = compare(reg, [va.ref, vb.ref]).pairs[0].tensors["model.safetensors"]
+    by = {t.name: t for t in td.tensors}
+    assert by["l0"].status == "unchanged" and by["l0"].read  # no chunk digests remotely: read and compared
+    assert by["l1"].relative_change == pytest.approx(0.5)
+    (tmp_path / "p1").mkdir()
+    (tmp_path / "p1" / "config.yaml").write_text("lr: 0.1\n")
+    (tmp_path / "p2").mkdir()
+    (tmp_path / "p2" / "config.yaml").write_text("lr: 0.2\n")
+    c1 = reg.push(tmp_path / "p1", "train-config", kind="config")
+    c2 = reg.push(tmp_path / "p2", "train-config", kind="config")
+    (text,) = compare(reg, [c1.ref, c2.ref]).pairs[0].texts
+    assert "-lr: 0.1\n+lr: 0.2\n" in text.diff

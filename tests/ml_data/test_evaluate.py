@@ -222,3 +222,14 @@ def _read(reg, ref, path):
     from modelkeep.ml import _versionfiles
 
     return _versionfiles.read_bytes(reg, ref, path)
+
+
+def test_a_slice_with_one_class_keeps_the_positive_class():
+    cols = {"f0": np.array([1.0, -1.0, -2.0, -3.0]), "label": np.array([1, 0, 0, 0]),
+            "region": np.array(["eu", "eu", "us", "us"], dtype=object)}
+    r = evaluate_predictions(Threshold(), cols, target="label", slice_by="region")
+    # "us" holds only negatives, all predicted negative: no positive predicted or present
+    assert r.slices["us"]["accuracy"] == 1.0
+    assert r.slices["us"]["precision"] == 0.0 and r.slices["us"]["recall"] == 0.0
+    assert r.slices["us"]["roc_auc"] is None
+    assert r.slices["eu"]["precision"] == 1.0 and r.slices["eu"]["roc_auc"] == 1.0
