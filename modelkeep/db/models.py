@@ -303,7 +303,7 @@ class AuditEventRow(Base):
     artifact: Mapped[str | None] = mapped_column(String(NAME_LEN))
     subject: Mapped[str] = mapped_column(String(255))
     reason: Mapped[str] = mapped_column(Text)
-    data: Mapped[dict[str, Any]]
+    data: Mapped[str] = mapped_column(Text)  # canonical JSON, hashed exactly as stored
     previous: Mapped[str] = mapped_column(String(DIGEST_LEN))
     digest: Mapped[str] = mapped_column(String(DIGEST_LEN))
 

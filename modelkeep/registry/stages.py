@@ -29,6 +29,7 @@ stage changes, the alias move and a ``promotion.rollback`` event.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 from sqlalchemy import bindparam, select
@@ -41,7 +42,7 @@ from modelkeep.registry import approvals as _approvals
 from modelkeep.registry import audit, policies
 from modelkeep.registry import versions as _versions
 from modelkeep.registry.names import VersionRef
-from modelkeep.registry.records import version_record
+from modelkeep.registry.records import version_records
 from modelkeep.registry.types import PolicyReport, Stage, Transition, VersionKey
 
 __all__ = ["PRODUCTION_ALIAS", "check", "guard_alias", "of_artifact", "production", "rollback", "stage_of", "transition"]
@@ -120,14 +121,21 @@ def guard_alias(session: Session, art: ArtifactRow, alias: str) -> None:
 def check(session: Session, art: ArtifactRow, candidate: VersionRow) -> PolicyReport:
     """What the policy says now about promoting ``candidate`` (changes nothing)."""
     revision, spec = policies.spec_of(session, art.id)
-    current = production(session, art.id)
-    return policies.evaluate(
-        spec,
-        revision,
-        version_record(session, candidate, art.name),
-        version_record(session, current, art.name) if current is not None else None,
-        _approvals.state(session, candidate.id),
-    )
+    return _evaluate(session, art, spec, revision, candidate, production(session, art.id))
+
+
+def _evaluate(
+    session: Session,
+    art: ArtifactRow,
+    spec: policies.PolicySpec,
+    revision: int | None,
+    candidate: VersionRow,
+    current: VersionRow | None,
+) -> PolicyReport:
+    rows = [candidate] if current is None else [candidate, current]
+    records = version_records(session, rows, {art.id: art.name})  # both in one query
+    approvals = _approvals.state(session, candidate.id) if spec.required_approvals else policies.ApprovalState()
+    return policies.evaluate(spec, revision, records[0], records[1] if current is not None else None, approvals)
 
 
 def transition(
@@ -176,13 +184,7 @@ def transition(
                 f"production of {art.name} is {now or 'unset'} now, not {saw} as when this promotion began: "
                 "another promotion won; check again and retry"
             )
-        report = policies.evaluate(
-            spec,
-            revision,
-            version_record(session, version, art.name),
-            version_record(session, current, art.name) if current is not None else None,
-            _approvals.state(session, version.id),
-        )
+        report = _evaluate(session, art, spec, revision, version, current)
         if not report.passed:
             if not force:
                 failed = ", ".join(r.rule for r in report.failures)
@@ -292,4 +294,4 @@ def _served(session: Session, art_id: int) -> list[int]:
 
 def _rolled_back_from(session: Session, name: str) -> set[str]:
     stmt = select(AuditEventRow.data).where(AuditEventRow.artifact == name, AuditEventRow.action == "promotion.rollback")
-    return {d.get("from") for d in session.scalars(stmt)}
+    return {json.loads(d).get("from") for d in session.scalars(stmt)}

@@ -30,7 +30,7 @@ def upgrade() -> None:
     sa.Column('artifact', sa.String(length=129), nullable=True),
     sa.Column('subject', sa.String(length=255), nullable=False),
     sa.Column('reason', sa.Text(), nullable=False),
-    sa.Column('data', sa.JSON(), nullable=False),
+    sa.Column('data', sa.Text(), nullable=False),
     sa.Column('previous', sa.String(length=71), nullable=False),
     sa.Column('digest', sa.String(length=71), nullable=False),
     sa.PrimaryKeyConstraint('seq', name=op.f('pk_audit_events'))
