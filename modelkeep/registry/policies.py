@@ -11,6 +11,11 @@ A policy document (every key optional; unknown keys are refused)::
     require_clean_git: true               # provenance has git with dirty == false
     required_approvals: 2                 # four-eyes: approvals by others than the author
     approvers: [alice, bob]               # who may approve (absent: anyone but the author)
+    require_signature:                    # a valid Ed25519 signature by one of these public keys
+      - |
+        -----BEGIN PUBLIC KEY-----
+        ...
+        -----END PUBLIC KEY-----
     previous_production: archive          # or keep: what happens to the version replaced
     transitions:                          # allowed stage changes (default shown)
       none: [staging]
@@ -79,6 +84,7 @@ class PolicySpec:
     require_clean_git: bool = False
     required_approvals: int = 0
     approvers: tuple[str, ...] = ()
+    signed_by: tuple[str, ...] = ()  # public key PEMs (require_signature)
     previous_production: str = "archive"
     transitions: Mapping[Stage, frozenset[Stage]] = field(default_factory=lambda: DEFAULT_TRANSITIONS)
     lines: Mapping[str, int] = field(default_factory=dict)  # metric -> first line naming it
@@ -210,6 +216,22 @@ def _k_approvers(node: yaml.Node, fields: dict[str, Any], lines: dict[str, int])
     fields["approvers"] = tuple(dict.fromkeys(name for name, _ in _strings(node, "approvers")))
 
 
+def _k_signature(node: yaml.Node, fields: dict[str, Any], lines: dict[str, int]) -> None:
+    from modelkeep.errors import InvalidKey
+    from modelkeep.registry.signatures import load_public_key
+
+    keys = []
+    for pem, line in _strings(node, "require_signature"):
+        try:
+            load_public_key(pem.encode())
+        except InvalidKey as exc:
+            raise InvalidPolicy(f"line {line}: require_signature holds public key PEMs: {exc}", line=line) from None
+        keys.append(pem)
+    if not keys:
+        raise InvalidPolicy(f"line {_line(node)}: require_signature needs at least one public key", line=_line(node))
+    fields["signed_by"] = tuple(keys)
+
+
 def _k_previous(node: yaml.Node, fields: dict[str, Any], lines: dict[str, int]) -> None:
     value = _construct(node)
     if value not in ("archive", "keep"):
@@ -246,6 +268,7 @@ _KEYS = {
     "require_clean_git": _k_clean_git,
     "required_approvals": _k_required_approvals,
     "approvers": _k_approvers,
+    "require_signature": _k_signature,
     "previous_production": _k_previous,
     "transitions": _k_transitions,
 }
@@ -351,8 +374,13 @@ def evaluate(
     candidate: Version,
     production: Version | None,
     approvals: ApprovalState,
+    signed: bool | None = None,
 ) -> PolicyReport:
-    """Every rule of ``spec`` on ``candidate`` against ``production``; never raises for a failing rule."""
+    """Every rule of ``spec`` on ``candidate`` against ``production``; never raises for a failing rule.
+
+    ``signed``: whether one of ``spec.signed_by`` signed the candidate (checked by the caller,
+    inside its transaction: ``signatures.has_valid_signature``).
+    """
     results: list[RuleResult] = []
     cm, pm = candidate.metrics, production.metrics if production is not None else None
     for name in spec.required_metrics:
@@ -384,6 +412,17 @@ def evaluate(
         results.append(_clean_git(candidate))
     if spec.required_approvals:
         results.append(_approvals(spec, candidate, approvals))
+    if spec.signed_by:
+        n = len(spec.signed_by)
+        results.append(
+            RuleResult(
+                "signed by a listed key",
+                "pass" if signed else "fail",
+                {"signed": bool(signed)},
+                {},
+                detail="" if signed else f"no valid signature by any of the {n} listed key{'s' if n != 1 else ''} (mk sign)",
+            )
+        )
     return PolicyReport(
         candidate.artifact,
         candidate.version,

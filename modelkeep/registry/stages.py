@@ -43,6 +43,7 @@ from modelkeep.registry import audit, policies
 from modelkeep.registry import versions as _versions
 from modelkeep.registry.names import VersionRef
 from modelkeep.registry.records import version_records
+from modelkeep.registry.signatures import has_valid_signature
 from modelkeep.registry.types import PolicyReport, Stage, Transition, VersionKey
 
 __all__ = ["PRODUCTION_ALIAS", "check", "guard_alias", "of_artifact", "production", "rollback", "stage_of", "transition"]
@@ -135,7 +136,10 @@ def _evaluate(
     rows = [candidate] if current is None else [candidate, current]
     records = version_records(session, rows, {art.id: art.name})  # both in one query
     approvals = _approvals.state(session, candidate.id) if spec.required_approvals else policies.ApprovalState()
-    return policies.evaluate(spec, revision, records[0], records[1] if current is not None else None, approvals)
+    signed = None
+    if spec.signed_by:
+        signed = has_valid_signature(session, candidate, [k.encode() for k in spec.signed_by])
+    return policies.evaluate(spec, revision, records[0], records[1] if current is not None else None, approvals, signed)
 
 
 def transition(

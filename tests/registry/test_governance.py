@@ -322,3 +322,22 @@ def test_two_promotions_at_once_one_wins(db_url: str, tmp_path: Path) -> None:
         loser = "1.2.0" if winner == "1.1.0" else "1.1.0"
         assert reg.stages("race")[loser] is Stage.VALIDATION
         assert reg.audit_verify().ok
+
+
+def test_a_policy_can_require_a_signature_by_a_listed_key(fraud: EmbeddedRegistry) -> None:
+    from modelkeep.registry.signatures import generate_keypair
+
+    private, public = generate_keypair()
+    other_private, _ = generate_keypair()
+    with pytest.raises(InvalidPolicy, match="line 2: require_signature holds public key PEMs"):
+        fraud.set_policy("fraud", "require_signature:\n  - not a key\n")
+    block = "".join(f"      {line}\n" for line in public.decode().splitlines())
+    fraud.set_policy("fraud", f"require_signature:\n  - |\n{block}")
+    with pytest.raises(PromotionRefused) as info:
+        fraud.promote("fraud@1.1.0")
+    assert info.value.report.results[-1].rule == "signed by a listed key"
+    fraud.sign("fraud@1.1.0", other_private)  # a key the policy does not list
+    with pytest.raises(PromotionRefused):
+        fraud.promote("fraud@1.1.0")
+    fraud.sign("fraud@1.1.0", private)
+    assert fraud.promote("fraud@1.1.0").report.results[-1].status == "pass"
