@@ -105,7 +105,7 @@ class _Uploader:
         self._pool = ThreadPoolExecutor(jobs, thread_name_prefix="mk-upload")
         self._inflight: list[Future] = []
         self._max_inflight = jobs * 2
-        self._batch: list[tuple[bytes, bytes, int, int]] = []
+        self._batch: list[tuple[bytes, bytes | memoryview, int, int]] = []
         self._batch_size = 0
         self._batch_bytes = batch_bytes
         self._seen: set[bytes] = set()
@@ -119,7 +119,8 @@ class _Uploader:
         if digest in self._seen:  # repeats within this push are sent once
             return
         self._seen.add(digest)
-        self._batch.append((digest, bytes(data), elem, phase))
+        # a view, not a copy: every block the chunker yields is a fresh buffer
+        self._batch.append((digest, data, elem, phase))
         self._batch_size += len(data)
         if self._batch_size >= self._batch_bytes:
             self.flush()
@@ -132,12 +133,16 @@ class _Uploader:
         while len(self._inflight) > self._max_inflight:  # bounded memory: wait for the oldest
             self._inflight.pop(0).result()
 
-    def _send(self, batch: list[tuple[bytes, bytes, int, int]]) -> None:
+    def _send(self, batch: list[tuple[bytes, bytes | memoryview, int, int]]) -> None:
         digests = [str(Digest(d)) for d, _, _, _ in batch]
         missing = set(missing_chunks(self._http, self._name, digests))
         todo = [c for c in batch if str(Digest(c[0])) in missing]
         if todo:
-            body = b"".join(UP_FRAME.pack(d, len(b), e, p) + b for d, b, e, p in todo)
+            parts: list[bytes | memoryview] = []
+            for d, b, e, p in todo:
+                parts.append(UP_FRAME.pack(d, len(b), e, p))
+                parts.append(b)
+            body = b"".join(parts)
             _retry(
                 lambda: self._http.request(
                     "POST",
@@ -176,7 +181,7 @@ def missing_chunks(http: Any, name: str, digests: list[str]) -> list[str]:
     return out
 
 
-def _cut_file(path: Path, rel: str, up: _Uploader) -> FileEntry:
+def _cut_file(path: Path, rel: str, up: _Uploader, hasher: ThreadPoolExecutor) -> FileEntry:
     """Chunk one file as the store does, handing every chunk to the uploader."""
     try:
         f = open(path, "rb")
@@ -185,17 +190,22 @@ def _cut_file(path: Path, rel: str, up: _Uploader) -> FileEntry:
     with f:
         st = os.fstat(f.fileno())
         size = st.st_size
-        file_hash = blake3.blake3(max_threads=blake3.blake3.AUTO) if size > (1 << 22) else blake3.blake3()
+        file_hash = blake3.blake3()
         refs: list[ChunkRef] = []
+        hashing: Future | None = None
         for seg in segments(f, size, rel):
             for block_off, view, cuts in cut(f, seg):
-                file_hash.update(view)
+                if hashing is not None:
+                    hashing.result()
+                hashing = hasher.submit(file_hash.update, view)  # blake3 releases the GIL
                 for off, ln in cuts:
                     piece = view[off : off + ln]
                     d = blake3.blake3(piece).digest()
                     refs.append(ChunkRef(Digest(d), ln))
                     phase = (block_off + off - seg.start) % seg.elem if seg.elem else 0
                     up.add(d, piece, seg.elem, phase)
+        if hashing is not None:
+            hashing.result()
         if sum(r.size for r in refs) != size:
             raise InvalidPath(f"{path} changed while being read")
     return FileEntry(rel, Digest(file_hash.digest()), size, tuple(refs), bool(st.st_mode & 0o111))
@@ -223,10 +233,12 @@ def upload(
     prov = {**capture_provenance(path), **dict(provenance or {})}
     for attempt in (0, 1):
         up = _Uploader(http, name, jobs=jobs, batch_bytes=batch_bytes, progress=progress)
+        hasher = ThreadPoolExecutor(1, thread_name_prefix="mk-file-hash")
         try:
-            entries = [_cut_file(f.path, f.rel, up) for f in sources]
+            entries = [_cut_file(f.path, f.rel, up, hasher) for f in sources]
             up.finish()
         finally:
+            hasher.shutdown()
             up.close()
         manifest = Manifest.of(entries)
         body = {"name": name, "manifest": json.loads(manifest.to_bytes()), "new_bytes": up.sent_bytes}

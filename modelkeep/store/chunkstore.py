@@ -368,6 +368,10 @@ class UploadSession:
                 raise CorruptData(f"chunk {digest}: its bytes do not match its digest; nothing of this batch was stored")
             batch.append((digest.raw, view, elem, phase))
         new = 0
+        # New chunks that continue one another's element grid are encoded as one
+        # block, as put_file does: one plan and one transpose per run, not per chunk.
+        runs: list[list[tuple[bytes, memoryview, int, int]]] = []
+        run_bytes = 0
         for d, view, elem, phase in batch:
             with self._claim:
                 if d in self._pending or d in self._index:
@@ -375,9 +379,29 @@ class UploadSession:
                 self._pending.add(d)
                 self.new_bytes += len(view)
             new += len(view)
-            plan = codec.plan_for(view, elem)
+            last = runs[-1][-1] if runs else None
+            if (
+                last is not None
+                and last[2] == elem
+                and (not elem or (last[3] + len(last[1])) % elem == phase)
+                and run_bytes < _RUN_BYTES
+            ):
+                runs[-1].append((d, view, elem, phase))
+                run_bytes += len(view)
+            else:
+                runs.append([(d, view, elem, phase)])
+                run_bytes = len(view)
+        for run in runs:
+            elem, phase = run[0][2], run[0][3]
+            block = memoryview(b"".join(c[1] for c in run)) if len(run) > 1 else run[0][1]
+            items, off = [], 0
+            for d, view, _, _ in run:
+                items.append((off, len(view), d))
+                off += len(view)
+            # the sample must start on an element, or its byte planes mix
+            plan = codec.plan_for(block[(elem - phase) % elem :] if elem else block, elem)
             done: Future = Future()
-            done.set_result(((), _encode_block(view, [(0, len(view), d)], plan, phase if plan.elem else 0)))
+            done.set_result(((), _encode_block(block, items, plan, phase if plan.elem else 0)))
             self._write(done)
         self.total_bytes += sum(len(b[1]) for b in batch)
         return new
@@ -456,6 +480,7 @@ class _Inline:
 
 _INLINE = _Inline()
 _THREAD_ABOVE = 4 * 1024 * 1024
+_RUN_BYTES = 8 * 1024 * 1024  # put_chunks: largest block encoded at once
 
 
 def _encode_block(view: memoryview, new: list[tuple[int, int, bytes]], plan: codec.Plan, phase: int):

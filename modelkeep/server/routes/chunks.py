@@ -186,7 +186,7 @@ async def manifest(request: Request, ref: str) -> Response:
 
 
 class _ChunkSets:
-    """Chunk digests of recently fetched versions (a pull asks for the same version many times)."""
+    """Chunk digests of recently fetched versions: a pull asks about the same version many times."""
 
     def __init__(self, size: int = 8) -> None:
         self._sets: OrderedDict[str, frozenset[bytes]] = OrderedDict()
@@ -194,13 +194,13 @@ class _ChunkSets:
         self._size = size
 
     def get(self, registry: Any, ref: str) -> frozenset[bytes]:
-        version, files = registry.manifest(ref)
-        key = str(version.files_digest)
+        key = str(registry.get(ref).files_digest)  # one indexed query; the manifest only on a miss
         with self._lock:
             found = self._sets.get(key)
             if found is not None:
                 self._sets.move_to_end(key)
                 return found
+        _, files = registry.manifest(ref)
         found = frozenset(d.raw for d in files.chunk_digests())
         with self._lock:
             self._sets[key] = found
@@ -209,7 +209,13 @@ class _ChunkSets:
         return found
 
 
-_SETS = _ChunkSets()
+def _chunk_sets(request: Request) -> _ChunkSets:
+    # Kept on the app, not the module: two apps in one process share nothing.
+    state = request.app.state
+    sets = getattr(state, "chunk_sets", None)
+    if sets is None:
+        sets = state.chunk_sets = _ChunkSets()
+    return sets
 
 
 @router.post("/chunks/fetch", summary="Download chunks of a version (role: viewer)")
@@ -223,9 +229,10 @@ async def fetch(request: Request) -> Response:
     digests = _digests(doc, MAX_FETCH)
     registry = ctx.registry_for(principal)
     store = ctx.registry.store
+    sets = _chunk_sets(request)
 
     def read() -> bytes:
-        allowed = _SETS.get(registry, str(parsed))
+        allowed = sets.get(registry, str(parsed))
         out = bytearray()
         for d in digests:
             if d.raw not in allowed:
