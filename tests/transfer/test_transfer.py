@@ -218,3 +218,23 @@ def test_frames_match_the_server(served):
 
     assert chunks.UP_FRAME.format == transfer.UP_FRAME.format and chunks.DOWN_FRAME.format == transfer.DOWN_FRAME.format
     assert struct.calcsize(transfer.UP_FRAME.format) == 38
+
+
+def test_push_and_pull_through_a_server_on_s3(s3_endpoint, tmp_path):
+    """The same transfer with the server's store on S3 (moto over HTTP)."""
+    from s3_support import make_bucket
+
+    from .conftest import serve_registry
+
+    store_url = f"s3://{make_bucket(s3_endpoint)}/registry?endpoint={s3_endpoint}"
+    with serve_registry(f"sqlite:///{tmp_path / 'server.db'}", store_url) as served:
+        cache = ChunkCache(tmp_path / "cache")
+        base = transfer.upload(served.http, model_dir(tmp_path / "a"), "team/llm")
+        transfer.download(served.http, "team/llm@1.0.0", tmp_path / "pulled-a", cache=cache)
+        variant = transfer.upload(served.http, model_dir(tmp_path / "b", seed_change=5), "team/llm")
+        assert variant.sent_bytes < base.sent_bytes / 4
+        pulled = transfer.download(served.http, "team/llm@1.1.0", tmp_path / "pulled-b", cache=cache)
+        assert pulled.fetched_bytes <= variant.sent_bytes + 64 * 1024
+        for d, src in (("pulled-a", "a"), ("pulled-b", "b")):
+            assert (tmp_path / d / "model.safetensors").read_bytes() == (tmp_path / src / "model.safetensors").read_bytes()
+        assert sum(1 for _ in served.registry.store.backend.list("packs/")) >= 1
