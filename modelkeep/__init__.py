@@ -6,6 +6,8 @@
         v = reg.push("out/", "team/fraud", kind="model", metrics={"auc": 0.93})
         reg.set_alias("team/fraud", "production", v.version, reason="beats 1.3.0")
         reg.pull("team/fraud@production", "serving/")
+        reg.log_model(estimator, "team/fraud", input_example=X[:5])   # ML: docs/ml.md
+        model = reg.load_model("team/fraud@production")
 
 Everything public is listed in ``__all__`` below (pinned by a test); other
 modules are private to the package.
@@ -32,11 +34,14 @@ from modelkeep.errors import (
     InvalidURI,
     InvalidVersion,
     KindMismatch,
+    MissingExtra,
     ModelkeepError,
     NotFoundError,
+    SignatureMismatch,
     StorageError,
     StoreLocked,
     TagNotFound,
+    UnsafeModel,
     VersionExists,
     VersionNotFound,
 )
@@ -140,7 +145,50 @@ __all__ = [
     "VersionDeleted",
     "HoldNotFound",
     "SignatureExists",
+    # ML (modelkeep/ml, loaded on first use: docs/ml.md)
+    "log_model",
+    "load_model",
+    "run",
+    "autolog",
+    "infer_signature",
+    "create_bundle",
+    "update_bundle",
+    "resolve_bundle",
+    "find_variant",
+    "LoadedModel",
+    "ModelSignature",
+    "UnsafeModel",
+    "SignatureMismatch",
+    "MissingExtra",
 ]
+
+# Public names defined in modelkeep/ml, imported on first access so that
+# `import modelkeep` stays light (PEP 562 module __getattr__).
+_LAZY = {
+    "log_model": "modelkeep.ml.flavors",
+    "load_model": "modelkeep.ml.flavors",
+    "LoadedModel": "modelkeep.ml.flavors",
+    "run": "modelkeep.ml.runs",
+    "autolog": "modelkeep.ml.autolog",
+    "infer_signature": "modelkeep.ml.signature",
+    "ModelSignature": "modelkeep.ml.signature",
+    "create_bundle": "modelkeep.ml.bundles",
+    "update_bundle": "modelkeep.ml.bundles",
+    "resolve_bundle": "modelkeep.ml.bundles",
+    "find_variant": "modelkeep.ml.bundles",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'modelkeep' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 _DB_SCHEMES = ("sqlite", "postgresql", "postgres", "postgresql+psycopg")
 
@@ -167,6 +215,7 @@ def open(  # noqa: A001 - the public name is modelkeep.open, like io.open
     ``store`` and ``user`` override whatever the first argument implies.
     Raises InvalidURI for other URL schemes, StorageError when the database is unreachable.
     """
+    from modelkeep.ml.methods import with_model_methods  # log_model, load_model, run… as methods
     from modelkeep.registry.embedded import EmbeddedRegistry  # keeps `import modelkeep` light
 
     if isinstance(uri_or_home, str) and uri_or_home.startswith(("http://", "https://")):
@@ -190,7 +239,7 @@ def open(  # noqa: A001 - the public name is modelkeep.open, like io.open
 
         if store is not None:
             raise InvalidURI("a remote registry keeps its own store: do not pass store= with an http(s) URI")
-        return RemoteRegistry(
+        return with_model_methods(RemoteRegistry)(
             settings.db_url, token=settings.token, cache=ChunkCache(settings.cache_dir, max_bytes=settings.cache_max_bytes)
         )
-    return EmbeddedRegistry(settings, store, user)
+    return with_model_methods(EmbeddedRegistry)(settings, store, user)

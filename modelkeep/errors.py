@@ -51,6 +51,9 @@ __all__ = [
     "AuthError",
     "Unauthorized",
     "Forbidden",
+    "UnsafeModel",
+    "SignatureMismatch",
+    "MissingExtra",
     "error_classes",
 ]
 
@@ -116,6 +119,18 @@ class PayloadTooLarge(InvalidInput):
     """A request body or manifest over the server's limit."""
 
     code = "payload_too_large"
+
+
+class UnsafeModel(InvalidInput):
+    """A model file that would run code when loaded (pickle, joblib, untrusted skops types)."""
+
+    code = "unsafe_model"
+
+
+class SignatureMismatch(InvalidInput):
+    """Inputs given to a loaded model do not match the signature stored with its version."""
+
+    code = "signature_mismatch"
 
 
 class InvalidPolicy(InvalidInput):

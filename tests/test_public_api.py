@@ -68,6 +68,20 @@ PUBLIC = [
     "VersionDeleted",
     "HoldNotFound",
     "SignatureExists",
+    "log_model",
+    "load_model",
+    "run",
+    "autolog",
+    "infer_signature",
+    "create_bundle",
+    "update_bundle",
+    "resolve_bundle",
+    "find_variant",
+    "LoadedModel",
+    "ModelSignature",
+    "UnsafeModel",
+    "SignatureMismatch",
+    "MissingExtra",
 ]
 
 

@@ -21,6 +21,7 @@ from modelkeep.cli import aliases, artifacts, lineage, server, store, tags, vers
 from modelkeep.cli import retention, signing  # retention and signatures
 from modelkeep.cli import audit, governance  # stages, policies, approvals, rollback, audit trail
 from modelkeep.cli import compare, evaluate, impact  # ML: comparison, evaluation, impact analysis
+from modelkeep.cli import bundles  # ML: bundles
 from modelkeep.cli._context import State, state
 from modelkeep.cli._output import err
 from modelkeep.config import Settings
@@ -133,6 +134,7 @@ app.command("gc", rich_help_panel=_STORAGE)(store.gc)
 app.command("compare", rich_help_panel="ML")(compare.compare)
 app.command("evaluate", rich_help_panel="ML")(evaluate.evaluate)
 app.command("impact", rich_help_panel="ML")(impact.impact)
+app.add_typer(bundles.app, name="bundle", rich_help_panel="ML")
 app.add_typer(server.app, name="server", rich_help_panel="Server")
 # governance
 _GOVERN = "Governance: stages, approvals, audit"

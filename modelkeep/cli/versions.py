@@ -117,11 +117,18 @@ def pull(
     ctx: typer.Context,
     ref: Annotated[str, typer.Argument(help="Version to fetch: name, name@1.2.0, name@production, name@blake3:ab12cd.")],
     dest: Annotated[Path, typer.Argument(help="Directory to write the files into (created if absent).")],
+    variant: Annotated[
+        str | None, typer.Option("--variant", help="Pull the build of REF named VARIANT (e.g. fp16) instead.")
+    ] = None,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Write the files of REF under DEST, verifying every chunk."""
     reg = registry(ctx)
+    if variant is not None:
+        from modelkeep.ml.bundles import find_variant
+
+        ref = find_variant(reg, ref, variant).ref
     total = reg.get(ref).size
     with transfer_progress(f"pull {ref}", total, enabled=not (json_ or quiet)) as progress:
         v = reg.pull(ref, dest, progress=progress)
@@ -175,6 +182,14 @@ def show(
     con.print(info)
     _print_mapping(con, "params", v.params)
     _print_mapping(con, "metrics", v.metrics)
+    if v.signature:
+        from modelkeep.ml.signature import ModelSignature
+
+        sig = table("signature", "")
+        for direction, spec in ModelSignature.from_dict(v.signature).describe():
+            sig.add_row(direction, escape(spec))
+        con.print()
+        con.print(sig)
     if v.provenance:
         prov = table("provenance", "", wrap=("",))
         for key, value in _provenance_rows(v.provenance):

@@ -85,6 +85,8 @@ class Registry(abc.ABC):
         version: str | None = None,
         major: bool = False,
         progress: Progress | None = None,
+        signature: Mapping[str, Any] | None = None,
+        provenance: Mapping[str, Any] | None = None,
     ) -> Version:
         """Store the file or directory at ``path`` as a new version of artifact ``name``.
 
@@ -101,6 +103,12 @@ class Registry(abc.ABC):
         the latest version is returned unchanged.
 
         Lineage refs (``derived_from`` etc.) must resolve to existing versions.
+
+        ``signature`` is a model's input/output schema (JSON, ``ml/signature.py``),
+        stored with the version; when it differs from the latest version's
+        signature the new version is a major bump. ``provenance`` (JSON) is added
+        to the captured provenance, its keys replacing captured ones (training
+        runs add ``run``, ``seeds``, ``git``; ``log_model`` adds ``model``).
 
         Raises: InvalidName, InvalidPath (absolute/escaping symlink, unreadable path),
         InvalidVersion, VersionExists, KindMismatch, VersionNotFound (lineage ref).
@@ -133,6 +141,7 @@ class Registry(abc.ABC):
         variant_of: RefsLike = None,
         version: str | None = None,
         major: bool = False,
+        signature: Mapping[str, Any] | None = None,
         provenance: Mapping[str, Any] | None = None,
         new_bytes: int = 0,
     ) -> Version:
@@ -237,6 +246,29 @@ class Registry(abc.ABC):
     def audit_verify(self) -> AuditReport:
         """Re-hash the whole audit chain; the report names the first event that was edited,
         deleted, inserted or reordered (``report.problem``), or none (``report.ok``)."""
+
+    @abc.abstractmethod
+    def record_run(
+        self,
+        name: str,
+        *,
+        status: str,
+        started_at: datetime,
+        ended_at: datetime,
+        version: str | None = None,
+        error: str = "",
+        data: Mapping[str, Any] | None = None,
+    ) -> Event:
+        """Record the end of a training run of artifact ``name`` in the audit trail.
+
+        ``status`` is ``succeeded`` (``version``: the ref it made, if any) or
+        ``failed`` (``error`` says why; a failed run makes no version). The event's
+        action is ``run.succeeded`` or ``run.failed``, its subject ``version`` or
+        ``name``, its reason ``error``, its data the start and end times, duration
+        and ``data`` (JSON: params, metrics, environment). The artifact need not
+        exist yet: ``history(name)`` lists the run either way.
+        Raises InvalidName, InvalidInput (unknown status, naive times, non-JSON data).
+        """
 
     # -- governance: stages, promotion policies, approvals, rollback --------------------
 

@@ -33,13 +33,14 @@ from modelkeep.registry import audit as _audit
 from modelkeep.registry import artifacts as _artifacts
 from modelkeep.registry import diff as _diff
 from modelkeep.registry import lineage as _lineage
-from modelkeep.registry import provenance, storage, tree
+from modelkeep.registry import storage, tree
 from modelkeep.registry import stages as _stages
 from modelkeep.registry import tags as _tags
 from modelkeep.registry import versions as _versions
 from modelkeep.registry.api import Progress, RefLike, RefsLike, Registry
 from modelkeep.registry.governance import Governance
 from modelkeep.registry.names import VersionRef, check_alias, check_name
+from modelkeep.registry.provenance import capture as capture_provenance
 from modelkeep.registry.records import version_record, version_records
 from modelkeep.registry.semver import SemVer
 from modelkeep.registry.types import (
@@ -154,14 +155,16 @@ class EmbeddedRegistry(Governance, Registry):
         version: str | None = None,
         major: bool = False,
         progress: Progress | None = None,
+        signature: Mapping[str, Any] | None = None,
+        provenance: Mapping[str, Any] | None = None,
     ) -> Version:
         fields = self._version_fields(
             name, kind=kind, message=message, params=params, metrics=metrics, tags=tags,
             derived_from=derived_from, trained_on=trained_on, evaluated_on=evaluated_on, contains=contains,
-            variant_of=variant_of, version=version, major=major,
+            variant_of=variant_of, version=version, major=major, signature=signature,
         )
         sources = tree.collect(path)
-        prov = provenance.capture(path)
+        prov = {**capture_provenance(path), **_versions.json_value(provenance, "provenance")}
         with self._store.session() as upload:
             entries = [upload.put_file(f.path, f.rel, progress=progress) for f in sources]
             upload.commit()
@@ -191,6 +194,7 @@ class EmbeddedRegistry(Governance, Registry):
         variant_of: RefsLike,
         version: str | None,
         major: bool,
+        signature: Mapping[str, Any] | None,
     ) -> dict[str, Any]:
         """Checked metadata of a new version, shared by push and commit_manifest."""
         check_name(name)
@@ -221,6 +225,7 @@ class EmbeddedRegistry(Governance, Registry):
             tags=_tags.check_tags(tags),
             version=explicit,
             major=major,
+            signature=_versions.json_value(signature, "signature") if signature is not None else None,
         )
         return fields
 
@@ -241,13 +246,14 @@ class EmbeddedRegistry(Governance, Registry):
         variant_of: RefsLike = None,
         version: str | None = None,
         major: bool = False,
+        signature: Mapping[str, Any] | None = None,
         provenance: Mapping[str, Any] | None = None,
         new_bytes: int = 0,
     ) -> Version:
         fields = self._version_fields(
             name, kind=kind, message=message, params=params, metrics=metrics, tags=tags,
             derived_from=derived_from, trained_on=trained_on, evaluated_on=evaluated_on, contains=contains,
-            variant_of=variant_of, version=version, major=major,
+            variant_of=variant_of, version=version, major=major, signature=signature,
         )
         if not isinstance(manifest, Manifest):
             raise InvalidInput(f"manifest must be a Manifest, got {type(manifest).__name__}")
@@ -416,6 +422,44 @@ class EmbeddedRegistry(Governance, Registry):
 
     def audit_verify(self) -> AuditReport:
         return self._uow.read(_audit.verify)
+
+    def record_run(
+        self,
+        name: str,
+        *,
+        status: str,
+        started_at: datetime,
+        ended_at: datetime,
+        version: str | None = None,
+        error: str = "",
+        data: Mapping[str, Any] | None = None,
+    ) -> Event:
+        check_name(name)
+        if status not in ("succeeded", "failed"):
+            raise InvalidInput(f"run status must be 'succeeded' or 'failed', got {status!r}")
+        if started_at.tzinfo is None or ended_at.tzinfo is None:
+            raise InvalidInput("run times must be timezone-aware")
+        body = {
+            **_versions.json_value(data, "run data"),
+            "status": status,
+            "started_at": started_at.isoformat(),
+            "ended_at": ended_at.isoformat(),
+            "duration_s": (ended_at - started_at).total_seconds(),
+        }
+        subject = version if version is not None else name
+        now = utcnow()
+        return self._uow.write(
+            lambda db: _audit.record(
+                db,
+                action=f"run.{status}",
+                actor=self._user,
+                artifact=name,
+                subject=subject,
+                reason=error,
+                data=body,
+                at=now,
+            )
+        )
 
     # -- lineage and comparison -------------------------------------------------------
 

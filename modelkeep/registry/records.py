@@ -109,4 +109,5 @@ def record(
         edges=edges,
         tags=tags,
         aliases=aliases,
+        signature=row.signature,
     )

@@ -7,7 +7,7 @@ assigned by the registry, and a total order without special cases keeps the
 Bump rules, from the newest existing version:
 
 * no version yet → ``1.0.0``
-* ``major=True`` → next major (signature or interface change)
+* ``major=True`` or a changed model signature → next major (interface change)
 * files changed → next minor (new weights or data)
 * metadata only (params, metrics, lineage) → next patch
 * an explicit version is taken only when higher than every existing one
@@ -65,11 +65,13 @@ class SemVer:
 FIRST = SemVer(1, 0, 0)
 
 
-def bump(latest: SemVer | None, *, files_changed: bool, major: bool = False) -> SemVer:
+def bump(
+    latest: SemVer | None, *, files_changed: bool, major: bool = False, signature_changed: bool = False
+) -> SemVer:
     """The version that follows ``latest`` for a change of the given nature."""
     if latest is None:
         return FIRST
-    if major:
+    if major or signature_changed:
         return latest.next_major()
     if files_changed:
         return latest.next_minor()

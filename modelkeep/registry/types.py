@@ -126,6 +126,7 @@ class Version:
     edges: tuple[Edge, ...] = ()  # outgoing lineage edges (this version -> what it used)
     tags: Mapping[str, str] = field(default_factory=dict)  # mutable labels, as of reading
     aliases: tuple[str, ...] = ()  # aliases pointing here, as of reading
+    signature: Mapping[str, Any] | None = None  # input/output schema of a model (ml/signature.py)
 
     @property
     def key(self) -> VersionKey:

@@ -153,6 +153,7 @@ class NewVersion:
     version: SemVer | None
     major: bool
     now: datetime
+    signature: dict[str, Any] | None = None  # model input/output schema; a change is a major bump
 
 
 def create(session: Session, new: NewVersion) -> Version:
@@ -172,6 +173,7 @@ def create(session: Session, new: NewVersion) -> Version:
             and canonical_json(latest.params) == canonical_json(new.params)
             and canonical_json(latest.metrics) == canonical_json(new.metrics)
             and _edge_ids(session, latest.id) == {(etype.value, vid) for etype, vid in targets}
+            and canonical_json(latest.signature) == canonical_json(new.signature)
         )
         if same_meta:
             apply_tags(
@@ -182,7 +184,12 @@ def create(session: Session, new: NewVersion) -> Version:
     if new.version is not None:
         semver = check_explicit(new.version, latest_semver, exists=_exists(session, art.id, new.version))
     else:
-        semver = bump(latest_semver, files_changed=files_changed, major=new.major)
+        semver = bump(
+            latest_semver,
+            files_changed=files_changed,
+            major=new.major,
+            signature_changed=_signature_changed(latest.signature if latest else None, new.signature),
+        )
 
     if session.get(ManifestRow, files_digest) is None:
         session.add(
@@ -208,6 +215,8 @@ def create(session: Session, new: NewVersion) -> Version:
         "provenance": new.provenance,
         "edges": [[e.type.value, str(e.target)] for e in edges],
     }
+    if new.signature is not None:  # absent, not null: digests of versions without one stay as they were
+        document["signature"] = new.signature
     row = VersionRow(
         artifact_id=art.id,
         major=semver.major,
@@ -221,6 +230,7 @@ def create(session: Session, new: NewVersion) -> Version:
         params=new.params,
         metrics=new.metrics,
         provenance=new.provenance,
+        signature=new.signature,
         size=new.manifest.size,
         file_count=len(new.manifest),
         new_bytes=new.new_bytes,
@@ -253,6 +263,11 @@ def create(session: Session, new: NewVersion) -> Version:
         session.flush()
     # A new version has exactly these edges and tags, and no alias yet: no need to read them back.
     return record(row, art.name, edges, dict(sorted(new.tags.items())), ())
+
+
+def _signature_changed(old: dict[str, Any] | None, new: dict[str, Any] | None) -> bool:
+    """A signature replaced by a different one; gaining a first one or omitting it is no change."""
+    return old is not None and new is not None and canonical_json(old) != canonical_json(new)
 
 
 def _lock_or_create_artifact(session: Session, new: NewVersion) -> ArtifactRow:
