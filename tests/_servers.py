@@ -98,8 +98,9 @@ class Served:
 
 
 @contextmanager
-def served(db_url: str, store_dir: Path, **settings: object) -> Iterator[Served]:
-    registry = EmbeddedRegistry(db_url, f"file://{store_dir}", "server-process")
+def served(db_url: str, store: Path | str, **settings: object) -> Iterator[Served]:
+    """A registry on ``db_url`` and ``store`` (a folder, or a store URL such as s3://…) served over HTTP."""
+    registry = EmbeddedRegistry(db_url, store if isinstance(store, str) else f"file://{store}", "server-process")
     auth = AuthStore(db_url)
     try:
         app = create_app(registry, ServerSettings(db_url=db_url, **settings))  # type: ignore[arg-type]

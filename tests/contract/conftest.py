@@ -4,7 +4,8 @@
 * ``embedded-postgres``: EmbeddedRegistry on a fresh PostgreSQL database (skipped,
   with the reason, when MODELKEEP_TEST_POSTGRES_URL is unset);
 * ``remote``: RemoteRegistry talking to a real uvicorn server on 127.0.0.1 at a
-  free port, backed by PostgreSQL when available, else SQLite, with an admin token.
+  free port, backed by PostgreSQL when available (else SQLite) and S3 (moto's
+  standalone server, when installed; else a local folder), with an admin token.
 
 The registries live for the session (tests use names of their own); every one
 records the actor ``tester``.
@@ -37,10 +38,22 @@ def registry(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         with fresh_postgres() as url, EmbeddedRegistry(url, f"file://{root / 'store'}", "tester") as reg:
             yield reg
     else:
-        with _database(root) as db_url, served(db_url, root / "store") as srv:
+        with _database(root) as db_url, served(db_url, _store(request, root)) as srv:
             token = srv.user("tester", {"*": Role.ADMIN})
             with srv.remote(token) as reg:
                 yield reg
+
+
+def _store(request: pytest.FixtureRequest, root: Path) -> str | Path:
+    """S3 (moto's real HTTP endpoint) when moto is installed, else a local folder."""
+    try:
+        import moto.server  # noqa: F401
+    except ImportError:
+        return root / "store"
+    from s3_support import make_bucket
+
+    endpoint = request.getfixturevalue("s3_endpoint")
+    return f"s3://{make_bucket(endpoint)}/registry?endpoint={endpoint}"
 
 
 def _database(root: Path):  # type: ignore[no-untyped-def]
