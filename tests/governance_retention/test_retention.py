@@ -227,25 +227,25 @@ def test_bad_rules_and_holds_are_refused_and_change_nothing(local: EmbeddedRegis
 
 
 def test_gc_after_apply_frees_bytes_and_kept_versions_pull_identical(
-    local: EmbeddedRegistry, make_tree: MakeTree, tmp_path: Path
+    registry: EmbeddedRegistry, make_tree: MakeTree, tmp_path: Path
 ) -> None:
     contents = [os.urandom(200_000) for _ in range(4)]
     for i, blob in enumerate(contents):
-        local.push(make_tree({"w.bin": blob, "shared.txt": "same in every version"}, name=f"v{i}"), "fraud")
-    before = local.du()
-    local.set_retention("fraud", keep_last=2)
-    assert local.gc(grace_seconds=0).bytes_freed == 0  # nothing deleted yet: nothing to free
-    local.apply_retention("fraud", reason="r")
-    assert local.du().logical_bytes < before.logical_bytes
-    report = local.gc(grace_seconds=0)
+        registry.push(make_tree({"w.bin": blob, "shared.txt": "same in every version"}, name=f"v{i}"), "fraud")
+    before = registry.du()
+    registry.set_retention("fraud", keep_last=2)
+    assert registry.gc(grace_seconds=0).bytes_freed == 0  # nothing deleted yet: nothing to free
+    registry.apply_retention("fraud", reason="r")
+    assert registry.du().logical_bytes < before.logical_bytes
+    report = registry.gc(grace_seconds=0)
     assert report.bytes_freed >= 300_000, report
-    assert local.du().stored_bytes < before.stored_bytes
+    assert registry.du().stored_bytes < before.stored_bytes
     for i in (2, 3):
         dest = tmp_path / f"out{i}"
-        local.pull(f"fraud@1.{i}.0", dest)
+        registry.pull(f"fraud@1.{i}.0", dest)
         assert (dest / "w.bin").read_bytes() == contents[i]
         assert (dest / "shared.txt").read_text() == "same in every version"
-    assert local.fsck().ok  # tombstoned manifests are not checked against freed chunks
+    assert registry.fsck().ok  # tombstoned manifests are not checked against freed chunks
 
 
 def test_a_manifest_shared_with_a_live_version_stays_live(local: EmbeddedRegistry, make_tree: MakeTree, tmp_path: Path) -> None:
