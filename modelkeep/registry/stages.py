@@ -50,7 +50,6 @@ __all__ = ["PRODUCTION_ALIAS", "check", "guard_alias", "of_artifact", "productio
 
 PRODUCTION_ALIAS = "production"
 
-_STAGE = select(VersionStageRow).where(VersionStageRow.version_id == bindparam("vid"))
 _PRODUCTION = (
     select(VersionRow)
     .join(AliasRow, AliasRow.version_id == VersionRow.id)
@@ -59,7 +58,7 @@ _PRODUCTION = (
 
 
 def stage_of(session: Session, version_id: int) -> Stage:
-    row = session.scalars(_STAGE, {"vid": version_id}).one_or_none()
+    row = session.get(VersionStageRow, version_id)  # the identity map answers a second read
     return Stage(row.stage) if row is not None else Stage.NONE
 
 
@@ -89,10 +88,11 @@ def _set_stage(
     reason: str,
     **data: object,
 ) -> Stage:
-    row = session.scalars(_STAGE, {"vid": version.id}).one_or_none()
+    row = session.get(VersionStageRow, version.id)
     before = Stage(row.stage) if row is not None else Stage.NONE
     if row is None:
         session.add(VersionStageRow(version_id=version.id, artifact_id=art.id, stage=stage.value, updated_at=at, updated_by=actor))
+        session.flush()  # into the identity map: a later get() in this transaction must see it
     else:
         row.stage = stage.value
         row.updated_at = at
@@ -163,7 +163,9 @@ def transition(
     if force and not reason.strip():
         raise InvalidInput("an override (--force) needs a reason saying why (--reason)")
     key = VersionKey(art.name, version.semver)
-    before = stage_of(session, version.id)
+    # Rows held here stay in the session's (weak) identity map: _set_stage reads them again for free.
+    held = [session.get(VersionStageRow, version.id)]
+    before = Stage(held[0].stage) if held[0] is not None else Stage.NONE
     if before is stage:
         raise ConflictError(f"{key} is already in {stage.value}")
     revision, spec = policies.spec_of(session, art.id)
@@ -180,6 +182,8 @@ def transition(
         overridden.append(f"transition {before.value} → {stage.value}")
 
     current = production(session, art.id)
+    if current is not None:
+        held.append(session.get(VersionStageRow, current.id))
     if stage is Stage.PRODUCTION:
         now = current.semver if current is not None else ""
         if expected is not None and now != expected:
