@@ -19,7 +19,6 @@ with alias moves and holds on those artifacts.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
