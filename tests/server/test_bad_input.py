@@ -186,3 +186,10 @@ def test_unknown_routes_and_methods(http: httpx.Client, admin: dict[str, str]) -
     r = http.get("/api/v1/nothing-here", headers=admin)
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
     assert http.patch("/api/v1/aliases", headers=admin).status_code == 405
+
+
+def test_bad_query_types_are_422_on_any_operation(http: httpx.Client, admin: dict[str, str]) -> None:
+    assert http.get("/api/v1/aliases/at", params={"name": "a/model", "alias": "p", "at": "yesterday"}, headers=admin).status_code == 422
+    assert http.get("/api/v1/lineage", params={"ref": "a/model", "depth": "deep"}, headers=admin).status_code == 422
+    assert http.post("/api/v1/storage/gc", json={"dry_run": "yes"}, headers=admin).status_code == 422
+    assert http.post("/api/v1/storage/gc", json={"grace_seconds": [1]}, headers=admin).status_code == 422

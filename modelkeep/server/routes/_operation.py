@@ -11,9 +11,12 @@ the registry call has committed, hand the webhook event to the dispatcher.
 
 from __future__ import annotations
 
+import enum
 import inspect
 import json
+import types
 import typing
+from datetime import datetime
 from functools import cache
 from typing import Any
 
@@ -26,8 +29,9 @@ from modelkeep.registry.api import Registry
 from modelkeep.registry.names import VersionRef, check_name
 from modelkeep.registry.operations import OPERATIONS, Operation, Scope
 from modelkeep.registry.wire import from_wire, to_wire
-from modelkeep.server.deps import caller
 from modelkeep.server.auth import ALL, Principal, namespace_for
+from modelkeep.server.deps import caller
+from modelkeep.store.digest import Digest
 
 __all__ = ["operations_router", "parameters", "namespaces", "artifact_of"]
 
@@ -99,26 +103,23 @@ def _decode_query(hint: Any, text: str) -> Any:
         raise MalformedRequest(f"expected JSON, got {text!r}") from None
 
 
+_UNIONS = (typing.Union, types.UnionType)
+
+
 def _non_none(hint: Any) -> Any:
     args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if typing.get_origin(hint) in (typing.Union, __import__("types").UnionType) and len(args) == 1:
+    if typing.get_origin(hint) in _UNIONS and len(args) == 1:
         return args[0]
     return hint
 
 
 def _is_text(hint: Any) -> bool:
     """Scalars that travel as text: str, enums, datetimes, digests, and unions of them."""
-    import datetime
-    import enum
-
-    from modelkeep.store.digest import Digest
-
-    options = [a for a in (typing.get_args(hint) or (hint,)) if a is not type(None)]
-    if typing.get_origin(hint) not in (typing.Union, __import__("types").UnionType, None):
+    if typing.get_origin(hint) not in (*_UNIONS, None):
         return False
+    options = [a for a in (typing.get_args(hint) or (hint,)) if a is not type(None)]
     return all(
-        a is str or a is datetime.datetime or a is Digest or (isinstance(a, type) and issubclass(a, enum.Enum))
-        for a in options
+        a is str or a is datetime or a is Digest or (isinstance(a, type) and issubclass(a, enum.Enum)) for a in options
     )
 
 
@@ -133,7 +134,12 @@ async def decode_arguments(op: Operation, request: Request) -> dict[str, Any]:
         decoded = {}
         for p, hint in params:
             if p.name in raw:
-                decoded[p.name] = _decode_query(hint, raw[p.name])
+                try:
+                    decoded[p.name] = _decode_query(hint, raw[p.name])
+                except MalformedRequest:
+                    raise
+                except InvalidInput as exc:
+                    raise MalformedRequest(f"parameter {p.name}: {exc.message}") from None
     else:
         body = await request.body()
         try:

@@ -13,8 +13,8 @@ from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from modelkeep.registry.operations import Role
-from modelkeep.server.deps import caller
 from modelkeep.server.auth import ALL, Principal, check_namespace
+from modelkeep.server.deps import caller
 from modelkeep.server.schemas import DeliveryOut, WebhookCreate, WebhookOut, WhoAmI
 from modelkeep.server.webhooks import check_address
 
