@@ -228,3 +228,38 @@ def test_every_abstract_method_is_implemented() -> None:
         remote = inspect.signature(getattr(RemoteRegistry, name))
         if "kwargs" not in remote.parameters:
             assert remote.parameters.keys() == inspect.signature(getattr(Registry, name)).parameters.keys(), name
+
+
+def test_governance_stages_policy_promotion_rollback_audit(registry: modelkeep.Registry, ns: str, make_tree) -> None:
+    from modelkeep.errors import InvalidPolicy, PromotionRefused, TransitionNotAllowed
+    from modelkeep.registry.types import Stage
+
+    name = f"{ns}/gov"
+    for n, acc in enumerate((0.90, 0.80, 0.93)):
+        registry.push(make_tree({"w": str(n)}, name=f"g{n}"), name, metrics={"accuracy": acc})
+        registry.transition(f"{name}@1.{n}.0", "staging", reason="candidate")
+        registry.transition(f"{name}@1.{n}.0", Stage.VALIDATION)
+    first = registry.promote(f"{name}@1.0.0", reason="first")
+    assert first.stage is Stage.PRODUCTION and first.alias is not None and first.alias.version == "1.0.0"
+    with pytest.raises(InvalidPolicy, match="line 2: unknown metric 'acc'"):
+        registry.set_policy(name, "rules:\n  - acc >= 0.9\n")
+    policy = registry.set_policy(name, "rules:\n  - accuracy >= production.accuracy - 0.005\n", reason="gate")
+    assert policy.revision == 1 and registry.policy(name) == policy
+    assert [p.revision for p in registry.policy_history(name)] == [1]
+    assert not registry.check_policy(f"{name}@1.1.0").passed
+    with pytest.raises(PromotionRefused, match="refuses"):
+        registry.promote(f"{name}@1.1.0")
+    with pytest.raises(TransitionNotAllowed):
+        registry.set_alias(name, "production", "1.1.0")
+    t = registry.promote(f"{name}@1.2.0", reason="better")
+    assert t.archived == ("1.0.0",) and t.report is not None and t.report.passed
+    assert registry.stages(name) == {"1.0.0": Stage.ARCHIVED, "1.1.0": Stage.VALIDATION, "1.2.0": Stage.PRODUCTION}
+    back = registry.rollback(name, reason="error rate")
+    assert back.rollback and back.version.version == "1.0.0"
+    assert registry.get(f"{name}@production").version == "1.0.0"
+    registry.request_approval(f"{name}@1.1.0", comment="please")
+    assert [a.decision for a in registry.approvals(f"{name}@1.1.0")] == ["request"]
+    assert [str(p.version) for p in registry.pending_approvals(name)] == [f"{name}@1.1.0"]
+    actions = [e.action for e in registry.history(name)]
+    assert actions.count("version.create") == 3 and "promotion.rollback" in actions and "policy.set" in actions
+    assert registry.audit_verify().ok
