@@ -81,6 +81,20 @@ from modelkeep.registry.types import (  # retention and signatures
     Tombstone,
 )
 
+from modelkeep.errors import ApprovalNotAllowed, InvalidPolicy, PromotionRefused, TransitionNotAllowed  # governance
+from modelkeep.registry.types import (  # governance
+    Approval,
+    AuditProblem,
+    AuditReport,
+    Event,
+    PendingApproval,
+    Policy,
+    PolicyReport,
+    RuleResult,
+    Stage,
+    Transition,
+)
+
 if TYPE_CHECKING:
     from modelkeep.store.chunkstore import ChunkStore
 
@@ -145,6 +159,21 @@ __all__ = [
     "VersionDeleted",
     "HoldNotFound",
     "SignatureExists",
+    # governance: stages, policies, approvals, audit
+    "Stage",
+    "Policy",
+    "PolicyReport",
+    "RuleResult",
+    "Transition",
+    "Approval",
+    "PendingApproval",
+    "Event",
+    "AuditReport",
+    "AuditProblem",
+    "InvalidPolicy",
+    "TransitionNotAllowed",
+    "PromotionRefused",
+    "ApprovalNotAllowed",
     # ML (modelkeep/ml, loaded on first use: docs/ml.md)
     "log_model",
     "load_model",
