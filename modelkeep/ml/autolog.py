@@ -30,6 +30,7 @@ from typing import Any
 from modelkeep.errors import ConflictError, InvalidInput
 from modelkeep.ml.flavors.base import require
 from modelkeep.ml.runs import run
+from modelkeep.ml.signature import infer_signature
 from modelkeep.registry.api import RefsLike, Registry
 
 __all__ = ["Autolog", "autolog"]
@@ -121,7 +122,7 @@ def _wrap(original: Callable[..., Any], log: Autolog) -> Callable[..., Any]:
                 result = original(self, *args, **kwargs)
                 if y is not None and hasattr(self, "score"):
                     r.log_metrics({"training_score": float(self.score(X, y))})
-                r.log_model(self, input_example=_head(X, log.example_rows))
+                r.log_model(self, input_example=_example(X, log.example_rows))
             if r.version is not None:
                 log.versions.append(r.version)
             return result
@@ -139,10 +140,12 @@ def _json_params(est: Any) -> dict[str, Any]:
     return out
 
 
-def _head(X: Any, n: int) -> Any:
-    if hasattr(X, "iloc"):
-        return X.iloc[:n]
+def _example(X: Any, n: int) -> Any:
+    """The first ``n`` rows of ``X`` when a signature can be inferred from them (not from sparse
+    matrices, for example): autolog never fails a ``fit`` for want of a signature."""
     try:
-        return X[:n]
-    except (TypeError, IndexError, KeyError):
+        head = X.iloc[:n] if hasattr(X, "iloc") else X[:n]
+        infer_signature(head)
+    except (TypeError, IndexError, KeyError, InvalidInput):
         return None
+    return head

@@ -158,3 +158,13 @@ def test_autolog_records_a_failing_fit_and_refuses_to_nest(ml_registry) -> None:
             LogisticRegression().fit(np.zeros((4, 2)), np.zeros(4))  # one class only
     (event,) = ml_registry.history("sklearn-logisticregression")
     assert event.action == "run.failed" and "ValueError" in event.reason
+
+
+def test_autolog_logs_a_sparse_fit_without_a_signature(ml_registry, data) -> None:  # type: ignore[no-untyped-def]
+    from scipy import sparse
+
+    X, y = data
+    with autolog(registry=ml_registry, name="sparse") as log:
+        LogisticRegression().fit(sparse.csr_matrix(X), y)
+    (v,) = log.versions
+    assert v.signature is None and v.metrics["training_score"] > 0.5

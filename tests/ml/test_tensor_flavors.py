@@ -196,3 +196,27 @@ def test_onnx_model_runs_after_the_round_trip(ml_registry) -> None:  # type: ign
     np.testing.assert_allclose(loaded.predict(x), x @ w + b)
     with pytest.raises(Exception, match="dtype int64, expected float32"):
         loaded.predict(np.ones((4, 3), dtype=np.int64))
+
+
+def test_without_torch_the_weights_stay_readable_and_load_says_which_extra(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A process where torch cannot be imported (sys.modules['torch'] = None), as on a machine without it."""
+    import subprocess
+    import sys
+
+    code = f"""
+import sys
+sys.modules["torch"] = None  # import torch now raises ImportError
+import numpy as np, modelkeep
+from modelkeep.ml.flavors import _tensors
+with modelkeep.open({str(tmp_path / "home")!r}) as reg:
+    w = np.arange(6, dtype=np.float32).reshape(2, 3)
+    v = reg.log_model({{"w": w}}, "weights", flavor="torch")
+    reg.pull(v.ref, {str(tmp_path / "out")!r})
+    assert (_tensors.read_numpy(__import__("pathlib").Path({str(tmp_path / "out" / "model.safetensors")!r}))["w"] == w).all()
+    try:
+        reg.load_model("weights")
+    except modelkeep.MissingExtra as e:
+        print(e)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "torch is not installed: pip install 'modelkeep[torch]'"

@@ -173,8 +173,8 @@ def load_model(
 
 def _output_on(fl: Flavor, obj: Any, example: Any) -> Any:
     """The model's output on the example, for the output half of the signature (None when it has none)."""
-    if isinstance(fl, SklearnFlavor | TorchFlavor) and callable(getattr(obj, "predict", None) or obj):
-        if isinstance(fl, TorchFlavor) and isinstance(obj, Mapping):
-            return None  # a bare state_dict cannot run
+    if isinstance(fl, SklearnFlavor):
+        return fl.predict(obj, example) if hasattr(obj, "predict") else None  # transformers have no output here
+    if isinstance(fl, TorchFlavor) and not isinstance(obj, Mapping):  # a bare state_dict cannot run
         return fl.predict(obj, example)
     return None

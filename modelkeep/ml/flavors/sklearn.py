@@ -84,6 +84,8 @@ class SklearnFlavor(Flavor):
         return sio.load(path, trusted=list(untrusted))
 
     def predict(self, model: Any, inputs: Any) -> Any:
+        if not hasattr(model, "predict"):
+            raise InvalidInput(f"{type(model).__name__} has no predict; use LoadedModel.raw")
         return model.predict(inputs)
 
     def predict_proba(self, model: Any, inputs: Any) -> Any:
