@@ -13,8 +13,13 @@ from typing import Any
 import httpx
 
 from modelkeep.errors import ModelkeepError, StorageError, error_classes
+from modelkeep.registry.types import PolicyReport
+from modelkeep.registry.wire import from_wire
 
 __all__ = ["Http", "raise_for_error"]
+
+# Error attributes that are records, by (error code, attribute).
+_DETAIL_TYPES: dict[tuple[str, str], Any] = {("promotion_refused", "report"): PolicyReport}
 
 _FALLBACK = {401: "unauthorized", 403: "forbidden", 404: "not_found", 409: "conflict", 413: "payload_too_large", 422: "malformed_request"}
 
@@ -72,12 +77,13 @@ class _Stream:
 def raise_for_error(resp: httpx.Response) -> None:
     if not resp.is_error:
         return
-    code, message, hint = None, f"server answered HTTP {resp.status_code}", None
+    code, message, hint, details = None, f"server answered HTTP {resp.status_code}", None, {}
     try:
         body = resp.json()
         err = body["error"]
         code, message, hint = err["code"], err["message"], err.get("hint")
-    except (ValueError, KeyError, TypeError):
+        details = err.get("details") or {}
+    except (ValueError, KeyError, TypeError, AttributeError):
         pass
     classes = error_classes()
     cls = classes.get(code or "") or classes.get(_FALLBACK.get(resp.status_code, ""), ModelkeepError)
@@ -86,4 +92,17 @@ def raise_for_error(resp: httpx.Response) -> None:
     # Built without the class's own __init__: subclasses may take other arguments.
     exc = cls.__new__(cls)
     ModelkeepError.__init__(exc, message, hint=hint)
+    for key, value in details.items() if isinstance(details, dict) else ():
+        setattr(exc, key, _detail(cls, key, value))
     raise exc
+
+
+def _detail(cls: type[ModelkeepError], key: str, value: Any) -> Any:
+    """A detail rebuilt as the record it was, when its type is known; else the JSON value."""
+    tp = _DETAIL_TYPES.get((cls.code, key))
+    if tp is None:
+        return value
+    try:
+        return from_wire(tp, value)
+    except ModelkeepError:
+        return value

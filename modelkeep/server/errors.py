@@ -1,7 +1,9 @@
 """Errors on the wire: ModelkeepError ``code`` -> HTTP status in one table, one JSON body shape.
 
-Every error answer is ``{"error": {"code": ..., "message": ..., "hint": ...}}``;
-the remote client maps ``code`` back to the same class (``errors.error_classes``).
+Every error answer is ``{"error": {"code": ..., "message": ..., "hint": ...}}``,
+plus ``"details"`` when the error carries more (PromotionRefused's ``report``);
+the remote client maps ``code`` back to the same class (``errors.error_classes``)
+and sets the details back as attributes.
 A code missing from :data:`STATUS` takes the status of its nearest ancestor.
 Unexpected exceptions answer 500 with code ``internal`` and no details.
 """
@@ -9,6 +11,7 @@ Unexpected exceptions answer 500 with code ``internal`` and no details.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -16,6 +19,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from modelkeep.errors import MalformedRequest, ModelkeepError, NotFoundError
+from modelkeep.registry.wire import to_wire
 
 __all__ = ["STATUS", "status_of", "error_response", "install"]
 
@@ -47,8 +51,24 @@ def status_of(exc: ModelkeepError) -> int:
 
 def error_response(exc: ModelkeepError) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if exc.code == "unauthorized" else None
-    body = {"error": {"code": exc.code, "message": exc.message, "hint": exc.hint}}
-    return JSONResponse(body, status_code=status_of(exc), headers=headers)
+    error: dict[str, Any] = {"code": exc.code, "message": exc.message, "hint": exc.hint}
+    details = _details(exc)
+    if details:
+        error["details"] = details
+    return JSONResponse({"error": error}, status_code=status_of(exc), headers=headers)
+
+
+def _details(exc: ModelkeepError) -> dict[str, Any]:
+    """Extra attributes an error carries (PromotionRefused.report, InvalidPolicy.line), as JSON."""
+    out = {}
+    for key, value in vars(exc).items():
+        if key in ("message", "hint") or key.startswith("_") or value is None:
+            continue
+        try:
+            out[key] = to_wire(value)
+        except TypeError:  # not a record: the message says enough
+            continue
+    return out
 
 
 def install(app: FastAPI) -> None:

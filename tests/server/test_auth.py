@@ -168,3 +168,26 @@ def test_four_eyes_approver_role_and_not_the_author(srv: Served, tmp_path: Path)
         assert approval.actor == "frank"
         reg.transition(v.ref, "staging", reason="approved")
         assert reg.stages("four/m")[v.version].value == "staging"
+
+
+def test_error_details_travel_back_as_records(srv: Served, tmp_path: Path) -> None:
+    from modelkeep.errors import InvalidPolicy, PromotionRefused
+    from modelkeep.registry.types import PolicyReport
+
+    token = srv.user("gina", {"gate": Role.ADMIN})
+    with srv.remote(token) as reg:
+        (tmp_path / "f").write_text("1")
+        v1 = reg.push(tmp_path / "f", "gate/m", metrics={"auc": 0.9})
+        (tmp_path / "f").write_text("2")
+        v2 = reg.push(tmp_path / "f", "gate/m", metrics={"auc": 0.8})
+        with pytest.raises(InvalidPolicy) as bad:
+            reg.set_policy("gate/m", "rules:\n  - auc >= 0.9\n  - auc >=\n")
+        assert isinstance(bad.value.line, int)
+        reg.set_policy("gate/m", "rules:\n  - auc >= 0.85\n")
+        for ref in (v1.ref, v2.ref):
+            reg.transition(ref, "staging")
+            reg.transition(ref, "validation")
+        reg.transition(v1.ref, "production")
+        with pytest.raises(PromotionRefused) as refused:
+            reg.transition(v2.ref, "production")
+    assert isinstance(refused.value.report, PolicyReport) and not refused.value.report.passed
