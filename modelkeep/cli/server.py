@@ -27,7 +27,7 @@ from rich.markup import escape
 from modelkeep.cli._context import state
 from modelkeep.cli._output import emit_json, err, out, table, when
 from modelkeep.config import Settings
-from modelkeep.errors import InvalidURI
+from modelkeep.errors import InvalidURI, MissingExtra
 
 if TYPE_CHECKING:
     from modelkeep.server.auth import AuthStore
@@ -91,10 +91,14 @@ def serve(
     if ctx.invoked_subcommand is not None:
         ctx.meta["modelkeep.server.db"] = db  # `mk server --db URL token ls` works too
         return
-    import uvicorn
+    try:
+        import uvicorn
+
+        from modelkeep.server.app import create_app
+    except ImportError as exc:
+        raise MissingExtra.of("server", exc.name or "fastapi") from None
 
     import modelkeep
-    from modelkeep.server.app import create_app
     from modelkeep.server.settings import MiB, ServerSettings
 
     settings = _settings(ctx, db, store)

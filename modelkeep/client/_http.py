@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
-from modelkeep.errors import ModelkeepError, StorageError, error_classes
+from modelkeep.errors import MissingExtra, ModelkeepError, StorageError, error_classes
 from modelkeep.registry.types import PolicyReport
 from modelkeep.registry.wire import from_wire
+
+try:
+    import httpx
+except ImportError:  # pragma: no cover - the client extra is missing
+    raise MissingExtra.of("client", "httpx") from None
 
 __all__ = ["Http", "raise_for_error"]
 
