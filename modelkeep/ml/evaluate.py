@@ -456,13 +456,15 @@ def evaluate(
     dataset_version = registry.get(dataset_ref)
     if dataset_version.kind is not Kind.DATASET:
         raise InvalidInput(f"{dataset_version.ref} is a {dataset_version.kind.value}, not a dataset")
-    model = load_model(registry, model_ref, allow_pickle=allow_pickle)
-    mv: Version = model.version
     _, columns = _load_dataset(registry, dataset_version.ref)
-    report = evaluate_predictions(
-        model, columns, target=target, slice_by=slice_by, key=_declared_key(dataset_version), task=task,
-        model_ref=mv.ref, data_ref=dataset_version.ref,
-    )
+    # Flavors that hand back files keep them in ``dest``: a folder of ours, removed when done.
+    with tempfile.TemporaryDirectory(prefix="mk-eval-model-") as tmp:
+        model = load_model(registry, model_ref, allow_pickle=allow_pickle, dest=tmp)
+        mv: Version = model.version
+        report = evaluate_predictions(
+            model, columns, target=target, slice_by=slice_by, key=_declared_key(dataset_version), task=task,
+            model_ref=mv.ref, data_ref=dataset_version.ref,
+        )
     return store_report(registry, report, name=name or f"{mv.artifact}-eval", message=message)
 
 
