@@ -479,16 +479,26 @@ class _staged:
     def __enter__(self) -> Path:
         self.tmp = tempfile.mkdtemp(prefix="mk-dataset-")
         root = Path(self.tmp)
-        if self.src.is_file():
-            _link_or_copy(self.src, root / self.src.name)
-        else:
-            for dirpath, _dirs, names in os.walk(self.src):
-                rel = Path(dirpath).relative_to(self.src)
-                if rel.as_posix().startswith(KEY_DIR):
-                    continue  # a stale index from an earlier pull is rebuilt, never reused
-                (root / rel).mkdir(parents=True, exist_ok=True)
-                for n in names:
-                    _link_or_copy(Path(dirpath, n), root / rel / n)
+        try:
+            if self.src.is_file():
+                _link_or_copy(self.src.resolve(), root / self.src.name)
+            else:
+                top = self.src.resolve()
+                for dirpath, _dirs, names in os.walk(self.src):
+                    rel = Path(dirpath).relative_to(self.src)
+                    if rel.as_posix().startswith(KEY_DIR):
+                        continue  # a stale index from an earlier pull is rebuilt, never reused
+                    (root / rel).mkdir(parents=True, exist_ok=True)
+                    for n in names:
+                        src = Path(dirpath, n)
+                        real = src.resolve()
+                        if src.is_symlink() and top not in real.parents:
+                            # the same rule as Registry.push: a symlink may not lead out of the tree
+                            raise InvalidPath(f"symlinks pointing outside {self.src} refused: {(rel / n).as_posix()}")
+                        _link_or_copy(real, root / rel / n)
+        except BaseException:
+            self.__exit__()
+            raise
         return root
 
     def __exit__(self, *exc: object) -> None:

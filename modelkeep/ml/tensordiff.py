@@ -6,7 +6,7 @@ and the number of elements that differ. Totals give the share of parameters
 changed.
 
 Bytes come from a :class:`ByteSource`: either a local file (``FileSource``,
-memory-mapped) or, for versions in an embedded registry, straight from the
+read with ``pread``) or, for versions in an embedded registry, straight from the
 chunk store (``ChunkSource``) reading only the chunks under each tensor. The
 chunk store cuts safetensors files on tensor boundaries, so a tensor whose
 chunk digests are identical on both sides is unchanged and is never read.
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import bisect
 import math
-import mmap
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -65,28 +64,26 @@ class ByteSource(Protocol):
 
 
 class FileSource:
-    """A local file, memory-mapped (pages are read on demand and can be dropped by the OS)."""
+    """A local file, read with ``pread`` block by block (no mapping outlives the diff)."""
 
     def __init__(self, path: str | Path, name: str | None = None) -> None:
         self.name = name or str(path)
-        self._f = open(path, "rb")  # noqa: SIM115 - closed by close()
-        self.size = os.fstat(self._f.fileno()).st_size
-        self._map = mmap.mmap(self._f.fileno(), 0, access=mmap.ACCESS_READ) if self.size else None
+        self._fd = os.open(path, os.O_RDONLY)
+        self.size = os.fstat(self._fd).st_size
 
-    def read(self, offset: int, length: int) -> memoryview:
+    def read(self, offset: int, length: int) -> bytes:
         if offset < 0 or offset + length > self.size:
             raise CorruptData(f"{self.name}: read of {length} bytes at {offset} past the end ({self.size})")
-        if self._map is None:
-            return memoryview(b"")
-        return memoryview(self._map)[offset : offset + length]
+        data = os.pread(self._fd, length, offset)
+        if len(data) != length:
+            raise CorruptData(f"{self.name}: file shrank while being read")
+        return data
 
     def span_digests(self, begin: int, end: int) -> None:
         return None
 
     def close(self) -> None:
-        if self._map is not None:
-            self._map.close()
-        self._f.close()
+        os.close(self._fd)
 
     def __enter__(self) -> FileSource:
         return self

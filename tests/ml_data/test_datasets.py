@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from modelkeep.errors import InvalidInput
+from modelkeep.errors import InvalidInput, InvalidPath
 from modelkeep.ml import _versionfiles
 from modelkeep.ml.datasets import (
     decode_key_index,
@@ -120,3 +120,14 @@ def test_cli_push_with_key_then_show(mk, write):
     write("t.csv", CSV + "99,1.0,us,false\n")
     r = mk("push", str(path), "transactions", "--json")
     assert json.loads(r.stdout)["version"]["params"]["dataset"]["rows"] == 4
+
+
+def test_directory_symlinks_follow_the_push_rules(reg, write, tmp_path):
+    write("outside.csv", "customer_id\n9\n")
+    d = write("ds/a.csv", "customer_id\n1\n").parent
+    (d / "inside.csv").symlink_to("a.csv")
+    v = push_dataset(reg, d, "linked", key="customer_id")
+    assert v.params["dataset"]["rows"] == 2 and dict(reg.files(v.ref))["inside.csv"] == len("customer_id\n1\n")
+    (d / "leak.csv").symlink_to(tmp_path / "outside.csv")
+    with pytest.raises(InvalidPath, match="symlinks pointing outside .* refused: leak.csv"):
+        push_dataset(reg, d, "linked", key="customer_id")
