@@ -94,7 +94,8 @@ class Served:
         return secret
 
     def remote(self, token: str | None) -> modelkeep.Registry:
-        return modelkeep.open(modelkeep.Settings.from_env({}, db_url=self.url, token=token))
+        # cache_gb=0: pulls in tests leave nothing in the user's ~/.cache/modelkeep
+        return modelkeep.open(modelkeep.Settings.from_env({}, db_url=self.url, token=token, cache_gb="0"))
 
 
 @contextmanager
