@@ -12,6 +12,8 @@ canonical JSON array::
 ``at`` is ISO 8601 UTC with microseconds (``2026-03-01T12:00:00.000000+00:00``),
 ``artifact`` is null for registry-wide events, ``data`` is a JSON object, and
 canonical JSON means sorted keys, no spaces, UTF-8 (``registry/canon.py``).
+``data`` is stored as that canonical text, so verification hashes the stored
+bytes as they are, without decoding them.
 
 Appending is serialized by the single ``audit_head`` row (newest seq and
 digest), read ``FOR UPDATE`` on PostgreSQL; on SQLite every write transaction
