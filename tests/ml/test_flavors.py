@@ -222,3 +222,20 @@ def test_public_functions_and_methods_are_the_same(tmp_path: Path, data) -> None
         v = modelkeep.log_model(reg, LogisticRegression().fit(X, y), "fraud")
         assert reg.load_model(v.ref).version == v
         assert modelkeep.load_model(reg, "fraud").flavor == "sklearn"
+
+
+def test_log_model_records_the_git_state_of_the_working_directory(ml_registry, tmp_path, monkeypatch, data) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+
+    X, y = data
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", "-b", "exp"], cwd=repo, check=True)
+    subprocess.run(
+        ["git", "-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-q", "--allow-empty", "-m", "x"],
+        cwd=repo,
+        check=True,
+    )
+    monkeypatch.chdir(repo)  # the caller's working directory, not part of the unit under test
+    v = ml_registry.log_model(LogisticRegression().fit(X, y), "fraud")
+    assert v.provenance["git"]["branch"] == "exp" and v.provenance["git"]["dirty"] is False

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modelkeep.errors import CorruptData, InvalidInput, UnsafeModel
+from modelkeep.errors import CorruptData, InvalidInput, SignatureMismatch, UnsafeModel
 from modelkeep.ml.flavors import _tensors
 from modelkeep.ml.flavors.base import MODEL_FILE
 
@@ -194,7 +194,7 @@ def test_onnx_model_runs_after_the_round_trip(ml_registry) -> None:  # type: ign
     assert v.provenance["model"]["flavor"] == "onnx"
     loaded = ml_registry.load_model("affine")
     np.testing.assert_allclose(loaded.predict(x), x @ w + b)
-    with pytest.raises(Exception, match="dtype int64, expected float32"):
+    with pytest.raises(SignatureMismatch, match="dtype int64, expected float32"):
         loaded.predict(np.ones((4, 3), dtype=np.int64))
 
 

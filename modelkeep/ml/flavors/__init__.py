@@ -10,7 +10,8 @@ Flavors, tried in this order when ``flavor`` is not given::
 
 The flavor, its data and the library versions are written to
 ``modelkeep-model.json`` among the version's files and recorded in the
-version's provenance under ``model``. A signature (given, or inferred from
+version's provenance under ``model``, with ``git`` of the current directory
+(commit, branch, digest of uncommitted changes). A signature (given, or inferred from
 ``input_example`` and the model's output on it) is stored with the version.
 Nothing is ever unpickled unless the caller passes ``allow_pickle=True``.
 """
@@ -31,6 +32,7 @@ from modelkeep.ml.flavors.huggingface import HuggingFaceFlavor
 from modelkeep.ml.flavors.onnx import OnnxFlavor
 from modelkeep.ml.flavors.sklearn import SklearnFlavor
 from modelkeep.ml.flavors.torch import TorchFlavor
+from modelkeep.ml.environment import git_state
 from modelkeep.ml.signature import ModelSignature, infer_signature
 from modelkeep.registry.api import Registry
 from modelkeep.registry.types import Kind, Version
@@ -124,6 +126,10 @@ def log_model(
     with tempfile.TemporaryDirectory(prefix="modelkeep-model-") as tmp:
         info = save_model(obj, Path(tmp), flavor=fl.name, options=options)
         prov = {**dict(provenance or {}), "model": {"flavor": info.flavor, "libraries": dict(info.libraries)}}
+        if "git" not in prov:  # the push reads a temporary folder: the code is where the caller runs
+            git = git_state(Path.cwd())
+            if git is not None:
+                prov["git"] = git
         return registry.push(
             tmp, name, signature=signature.to_dict() if signature else None, provenance=prov, **push
         )
