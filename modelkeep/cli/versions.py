@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from modelkeep.cli import _parse
-from modelkeep.cli._context import registry
+from modelkeep.cli._context import registry, state
 from modelkeep.cli._output import (
     bytes_in_unit_of,
     emit_json,
@@ -105,9 +105,11 @@ def push(
         out().print(v.ref, markup=False)
     elif created:
         reused = max(v.size - v.new_bytes, 0)
+        # to a server, new_bytes are the chunk bytes that went over the wire
+        fresh, kept = ("sent", "reused") if state(ctx).settings.remote else ("new", "already stored")
         out().print(
             f"{human_bytes(v.size)} pushed as [bold]{escape(v.ref)}[/]: "
-            f"{bytes_in_unit_of(v.new_bytes, v.size)} new, {bytes_in_unit_of(reused, v.size)} already stored"
+            f"{bytes_in_unit_of(v.new_bytes, v.size)} {fresh}, {bytes_in_unit_of(reused, v.size)} {kept}"
         )
     else:
         out().print(f"no change: [bold]{escape(v.ref)}[/] already holds these files and metadata")

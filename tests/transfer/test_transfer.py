@@ -238,3 +238,19 @@ def test_push_and_pull_through_a_server_on_s3(s3_endpoint, tmp_path):
         for d, src in (("pulled-a", "a"), ("pulled-b", "b")):
             assert (tmp_path / d / "model.safetensors").read_bytes() == (tmp_path / src / "model.safetensors").read_bytes()
         assert sum(1 for _ in served.registry.store.backend.list("packs/")) >= 1
+
+
+def test_cli_push_to_a_server_says_bytes_sent_and_reused(served, tmp_path):
+    from typer.testing import CliRunner
+
+    from modelkeep.cli.main import app
+
+    runner = CliRunner(env={"MODELKEEP_URI": served.url, "MODELKEEP_HOME": str(tmp_path / "home"),
+                            "MODELKEEP_CACHE_GB": "0", "COLUMNS": "200"})
+    src = model_dir(tmp_path / "m")
+    first = runner.invoke(app, ["push", str(src), "team/cli", "-m", "first"], prog_name="mk")
+    assert first.exit_code == 0, first.output
+    assert "4.20 MB sent, 0.00 MB reused" in first.stdout
+    variant = runner.invoke(app, ["push", str(model_dir(tmp_path / "v", seed_change=2)), "team/cli"], prog_name="mk")
+    assert variant.exit_code == 0, variant.output
+    assert " MB sent, 3." in variant.stdout and "MB reused" in variant.stdout  # one tensor of eight sent
