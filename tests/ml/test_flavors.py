@@ -239,3 +239,31 @@ def test_log_model_records_the_git_state_of_the_working_directory(ml_registry, t
     monkeypatch.chdir(repo)  # the caller's working directory, not part of the unit under test
     v = ml_registry.log_model(LogisticRegression().fit(X, y), "fraud")
     assert v.provenance["git"]["branch"] == "exp" and v.provenance["git"]["dirty"] is False
+
+
+class _PretrainedLike:
+    """An object with save_pretrained, as transformers models and tokenizers have (transformers is not a test dependency)."""
+
+    def __init__(self, weights: np.ndarray, *, pickled: bool = False) -> None:
+        self.weights = weights
+        self.pickled = pickled
+
+    def save_pretrained(self, folder: str, safe_serialization: bool = False) -> None:
+        from modelkeep.ml.flavors import _tensors
+
+        root = Path(folder)
+        (root / "config.json").write_text('{"model_type": "tiny"}')
+        if safe_serialization and not self.pickled:
+            _tensors.write(root / "model.safetensors", [("w", _tensors.from_numpy(self.weights))])
+        else:
+            (root / "pytorch_model.bin").write_bytes(b"pickled weights")
+
+
+def test_objects_with_save_pretrained_are_saved_with_safe_serialization(ml_registry, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    w = np.ones((2, 2), dtype=np.float32)
+    v = ml_registry.log_model(_PretrainedLike(w), "tiny-hf")
+    assert v.provenance["model"]["flavor"] == "huggingface"
+    folder = ml_registry.load_model("tiny-hf", dest=tmp_path / "out").raw
+    np.testing.assert_array_equal(folder.tensors()["w"], w)
+    with pytest.raises(UnsafeModel, match="only pickled weights"):
+        ml_registry.log_model(_PretrainedLike(w, pickled=True), "tiny-hf-pickled")
