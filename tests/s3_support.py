@@ -8,7 +8,6 @@ without answering (a dropped upload), so tests see what a flaky S3 does.
 from __future__ import annotations
 
 import http.client
-import os
 import threading
 import uuid
 from collections.abc import Iterator
@@ -132,7 +131,3 @@ class FaultProxy:
         self._server.server_close()
         self._thread.join()
 
-
-def set_credentials(environ: dict[str, str] | os._Environ) -> None:  # type: ignore[type-arg]
-    for k, v in CREDENTIALS.items():
-        environ.setdefault(k, v)
