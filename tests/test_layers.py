@@ -13,7 +13,10 @@ FORBIDDEN = {
     "store": {"modelkeep.db", "modelkeep.registry", "sqlalchemy", "alembic"},
     "registry": {"modelkeep.cli", "modelkeep.server", "modelkeep.client", "modelkeep.ml", "fastapi", "httpx", "typer"},
     # ml/ sits on the registry interface; heavy frameworks are imported inside functions (not checked here).
-    "ml": {"modelkeep.cli", "modelkeep.server", "modelkeep.client", "fastapi", "httpx", "typer"},
+    "ml": {
+        "modelkeep.cli", "modelkeep.server", "modelkeep.client", "modelkeep.db",
+        "sqlalchemy", "alembic", "fastapi", "httpx", "typer",
+    },
     "db": {"modelkeep.registry", "modelkeep.cli", "modelkeep.server", "modelkeep.client"},
     "server": {"modelkeep.cli", "modelkeep.client", "typer"},
     "client": {"modelkeep.cli", "modelkeep.server", "fastapi", "starlette", "uvicorn", "typer", "sqlalchemy"},
