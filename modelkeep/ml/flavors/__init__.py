@@ -167,12 +167,11 @@ def load_model(
     finally:
         if not keep:
             shutil.rmtree(root, ignore_errors=True)
-    sig = getattr(version, "signature", None)
     return LoadedModel(
         version=version,
         flavor=info.flavor,
         raw=raw,
-        signature=ModelSignature.from_dict(sig) if sig else None,
+        signature=ModelSignature.from_dict(version.signature) if version.signature else None,
         libraries=dict(info.libraries),
     )
 
