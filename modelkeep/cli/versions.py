@@ -26,7 +26,7 @@ from modelkeep.cli._output import (
     when,
 )
 from modelkeep.errors import ArtifactNotFound
-from modelkeep.registry.types import Kind, ValueChange, Version, VersionDiff
+from modelkeep.registry.types import Kind, Stage, ValueChange, Version, VersionDiff
 
 __all__ = ["push", "pull", "show", "log", "diff"]
 
@@ -172,6 +172,7 @@ def show(
         f"{human_bytes(v.size)} in {v.file_count} file{'s' if v.file_count != 1 else ''} "
         f"({human_bytes(v.new_bytes)} new when pushed)",
     )
+    info.add_row("stage", v.stage.value)
     info.add_row("aliases", escape(", ".join(v.aliases)) or "-")
     info.add_row("tags", escape(", ".join(f"{k}={val}" for k, val in sorted(v.tags.items()))) or "-")
     for e in v.edges:
@@ -217,7 +218,7 @@ def log(
         emit_json([{"ref": v.ref, **_as_dict(v)} for v in versions])
         return
     t = table(
-        "version", "created", "size", "new", "author", "message", "aliases", right=("size", "new"), wrap=("message",)
+        "version", "created", "size", "new", "author", "message", "stage", "aliases", right=("size", "new"), wrap=("message",)
     )
     for v in versions:
         t.add_row(
@@ -227,6 +228,7 @@ def log(
             human_bytes(v.new_bytes),
             escape(v.author),
             escape(v.message.splitlines()[0] if v.message else ""),
+            "" if v.stage is Stage.NONE else v.stage.value,
             escape(", ".join(v.aliases)),
         )
     out().print(t)

@@ -1,8 +1,8 @@
 """Rows in, frozen records out: the only place database rows become registry types.
 
-Versions are converted a page at a time: the edges, tags and aliases of the
-whole page come back from ONE query (a UNION ALL of the three), never a query
-per version. Statements are built once, with bound parameters, so each call
+Versions are converted a page at a time: the edges, tags, aliases and stages
+of the whole page come back from ONE query (a UNION ALL of the four), never a
+query per version. Statements are built once, with bound parameters, so each call
 only binds values (building SQLAlchemy statements costs more than running
 them on SQLite).
 """
@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 from sqlalchemy import bindparam, literal_column, null, select, union_all
 from sqlalchemy.orm import Session
 
-from modelkeep.db.models import AliasRow, ArtifactRow, EdgeRow, TagRow, VersionRow
-from modelkeep.registry.types import Edge, EdgeType, Kind, Version, VersionKey
+from modelkeep.db.models import AliasRow, ArtifactRow, EdgeRow, TagRow, VersionRow, VersionStageRow
+from modelkeep.registry.types import Edge, EdgeType, Kind, Stage, Version, VersionKey
 from modelkeep.store.digest import Digest
 
 __all__ = ["edge_sort_key", "record", "semver_of", "version_records", "version_record"]
@@ -49,6 +49,9 @@ _EXTRAS = union_all(
     select(literal_column("'a'"), AliasRow.version_id, AliasRow.name, null(), null(), null(), null()).where(
         AliasRow.version_id.in_(_ids())
     ),
+    select(
+        literal_column("'s'"), VersionStageRow.version_id, VersionStageRow.stage, null(), null(), null(), null()
+    ).where(VersionStageRow.version_id.in_(_ids())),
 )
 
 
@@ -65,13 +68,16 @@ def version_records(session: Session, rows: Sequence[VersionRow], names: Mapping
     edges: dict[int, list[Edge]] = defaultdict(list)
     tags: dict[int, dict[str, str]] = defaultdict(dict)
     aliases: dict[int, list[str]] = defaultdict(list)
+    stages: dict[int, Stage] = {}
     for what, vid, k, v, major, minor, patch in session.execute(_EXTRAS, {"ids": list(keys)}):
         if what == "e":
             edges[vid].append(Edge(EdgeType(k), keys[vid], VersionKey(v, semver_of(major, minor, patch))))
         elif what == "t":
             tags[vid][k] = v
-        else:
+        elif what == "a":
             aliases[vid].append(k)
+        else:
+            stages[vid] = Stage(k)
     return [
         record(
             r,
@@ -79,6 +85,7 @@ def version_records(session: Session, rows: Sequence[VersionRow], names: Mapping
             tuple(sorted(edges.get(r.id, ()), key=edge_sort_key)),
             dict(sorted(tags.get(r.id, {}).items())),
             tuple(sorted(aliases.get(r.id, ()))),
+            stages.get(r.id, Stage.NONE),
         )
         for r in rows
     ]
@@ -89,7 +96,12 @@ def version_record(session: Session, row: VersionRow, name: str) -> Version:
 
 
 def record(
-    row: VersionRow, name: str, edges: tuple[Edge, ...], tags: dict[str, str], aliases: tuple[str, ...]
+    row: VersionRow,
+    name: str,
+    edges: tuple[Edge, ...],
+    tags: dict[str, str],
+    aliases: tuple[str, ...],
+    stage: Stage = Stage.NONE,
 ) -> Version:
     return Version(
         artifact=name,
@@ -110,4 +122,5 @@ def record(
         tags=tags,
         aliases=aliases,
         signature=row.signature,
+        stage=stage,
     )

@@ -61,6 +61,16 @@ class Kind(enum.StrEnum):
     GENERIC = "generic"
 
 
+class Stage(enum.StrEnum):
+    """Lifecycle stage of a version (``registry/stages.py``); a new version is in ``none``."""
+
+    NONE = "none"
+    STAGING = "staging"
+    VALIDATION = "validation"
+    PRODUCTION = "production"
+    ARCHIVED = "archived"
+
+
 class EdgeType(enum.StrEnum):
     """Typed lineage edges; the source version is the newer / dependent one."""
 
@@ -107,7 +117,7 @@ class Edge:
 
 @dataclass(frozen=True, slots=True)
 class Version:
-    """An immutable version. ``digest`` covers every field but ``tags``, ``aliases``."""
+    """An immutable version. ``digest`` covers every field but ``tags``, ``aliases``, ``stage``."""
 
     artifact: str
     version: str  # semver "1.4.0"
@@ -127,6 +137,7 @@ class Version:
     tags: Mapping[str, str] = field(default_factory=dict)  # mutable labels, as of reading
     aliases: tuple[str, ...] = ()  # aliases pointing here, as of reading
     signature: Mapping[str, Any] | None = None  # input/output schema of a model (ml/signature.py)
+    stage: Stage = Stage.NONE  # lifecycle stage, as of reading (registry/stages.py)
 
     @property
     def key(self) -> VersionKey:
@@ -404,16 +415,6 @@ class AuditReport:
     @property
     def ok(self) -> bool:
         return self.problem is None
-
-
-class Stage(enum.StrEnum):
-    """Lifecycle stage of a version (``registry/stages.py``); a new version is in ``none``."""
-
-    NONE = "none"
-    STAGING = "staging"
-    VALIDATION = "validation"
-    PRODUCTION = "production"
-    ARCHIVED = "archived"
 
 
 @dataclass(frozen=True, slots=True)

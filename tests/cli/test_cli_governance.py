@@ -64,6 +64,8 @@ def test_approve_then_promote_then_rollback(mk: Invoke, fraud: Path) -> None:
     assert "fraud@production → 1.0.0 (was 1.2.0)" in r.stdout
     stages = json.loads(mk("stages", "fraud", "--json").stdout)
     assert stages == {"1.0.0": "production", "1.1.0": "validation", "1.2.0": "archived"}
+    assert "production" in mk("show", "fraud@1.0.0").stdout
+    assert "archived" in mk("log", "fraud").stdout
 
 
 def test_reject_and_force(mk: Invoke, fraud: Path) -> None:

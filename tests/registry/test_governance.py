@@ -341,3 +341,11 @@ def test_a_policy_can_require_a_signature_by_a_listed_key(fraud: EmbeddedRegistr
         fraud.promote("fraud@1.1.0")
     fraud.sign("fraud@1.1.0", private)
     assert fraud.promote("fraud@1.1.0").report.results[-1].status == "pass"
+
+
+def test_versions_carry_their_stage(fraud: EmbeddedRegistry) -> None:
+    assert fraud.get("fraud@1.0.0").stage is Stage.PRODUCTION
+    assert [v.stage for v in fraud.versions("fraud")] == [Stage.VALIDATION, Stage.VALIDATION, Stage.PRODUCTION]
+    fraud.promote("fraud@1.1.0")
+    assert fraud.get("fraud@production").stage is Stage.PRODUCTION
+    assert fraud.get("fraud@1.0.0").stage is Stage.ARCHIVED
