@@ -131,3 +131,12 @@ def test_mk_server_command_starts_and_stops(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=20)
     assert "authentication is DISABLED" in stderr
+
+
+def test_settings_carry_the_token_without_showing_it() -> None:
+    from modelkeep.config import Settings
+
+    s = Settings.from_env({"MODELKEEP_URI": "https://registry:8080", "MODELKEEP_TOKEN": "mk_secret"})
+    assert s.remote and s.token == "mk_secret" and "mk_secret" not in repr(s)
+    assert Settings.from_env({"MODELKEEP_TOKEN": "a"}, token="b").token == "b"
+    assert not Settings.from_env({}).remote and Settings.from_env({}).token is None
