@@ -17,7 +17,9 @@ A 2xx answer is a success. Anything else (another status, a redirect — never
 followed —, a timeout, a refused address) is retried up to ``webhook_attempts``
 times with exponential backoff; every attempt is written to the delivery log.
 Addresses that resolve to loopback, private, link-local, multicast or reserved
-networks are refused unless the server runs with ``webhook_allow_private``.
+networks are refused unless the server runs with ``webhook_allow_private``;
+``http://`` deliveries connect to the address that was checked (no DNS
+rebinding between check and connection).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import socket
 import threading
 import uuid
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from sqlalchemy import select
@@ -59,21 +61,27 @@ def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def check_address(url: str, *, allow_private: bool, resolve: bool = True) -> None:
-    """Refuse non-HTTP URLs and hosts on internal networks. Raises InvalidInput."""
+def check_address(url: str, *, allow_private: bool) -> str:
+    """Refuse non-HTTP URLs and hosts on internal networks; return the URL to connect to.
+
+    For ``http://`` URLs the host is resolved once, every address is checked, and
+    the returned URL names the first address itself (the caller sends the
+    original ``Host`` header), so DNS cannot answer differently between the
+    check and the connection. ``https://`` URLs are returned unchanged: the
+    certificate must match the host name, which an internal service behind a
+    rebound name does not have. Raises InvalidInput.
+    """
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidInput(f"webhook URL must be http:// or https:// with a host: {url!r}")
     if parts.username or parts.password:
         raise InvalidInput("webhook URL must not carry credentials; use the signing secret")
     if allow_private:
-        return
+        return url
     host = parts.hostname
     try:
         addresses = [ipaddress.ip_address(host)]
     except ValueError:
-        if not resolve:
-            return
         try:
             infos = socket.getaddrinfo(host, parts.port or 443, proto=socket.IPPROTO_TCP)
         except OSError as exc:
@@ -85,6 +93,12 @@ def check_address(url: str, *, allow_private: bool, resolve: bool = True) -> Non
                 f"webhook host {host!r} is on an internal network ({ip})",
                 hint="an admin may allow internal addresses with mk server --webhook-allow-private",
             )
+    if parts.scheme == "https" or not addresses:
+        return url
+    first = addresses[0]
+    literal = f"[{first}]" if first.version == 6 else str(first)
+    netloc = f"{literal}:{parts.port}" if parts.port else literal
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 class WebhookStore:
@@ -263,8 +277,9 @@ class Dispatcher:
             status: int | None = None
             error: str | None = None
             try:
-                check_address(url, allow_private=s.webhook_allow_private)
-                resp = client.post(url, content=body, headers=headers)
+                target = check_address(url, allow_private=s.webhook_allow_private)
+                host = urlsplit(url).netloc
+                resp = client.post(target, content=body, headers={**headers, "Host": host})
                 status = resp.status_code
                 if resp.is_redirect:
                     error = f"redirect to {resp.headers.get('location', '?')} not followed"

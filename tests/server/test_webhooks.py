@@ -162,8 +162,19 @@ def test_internal_addresses_are_refused_unless_allowed(srv: Served, receiver: Re
     for url in ("http://127.0.0.1/", "http://192.168.1.1/", "http://0.0.0.0/", "http://user:pw@93.184.216.34/"):
         with pytest.raises(InvalidInput):
             check_address(url, allow_private=False)
-    check_address("http://93.184.216.34/", allow_private=False)
-    check_address("http://127.0.0.1/", allow_private=True)
+    assert check_address("http://93.184.216.34/", allow_private=False) == "http://93.184.216.34/"
+    assert check_address("http://127.0.0.1/", allow_private=True) == "http://127.0.0.1/"
+    pinned = check_address("http://localhost.:8080/h?x=1", allow_private=True)
+    assert pinned == "http://localhost.:8080/h?x=1"  # allowed: left as given
+
+
+def test_http_deliveries_connect_to_the_checked_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    answers = iter([[(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", 80))]])
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: next(answers))  # the resolver, not the unit under test
+    assert check_address("http://hooks.example:8080/h?x=1", allow_private=False) == "http://93.184.216.34:8080/h?x=1"
+    assert check_address("https://93.184.216.34/h", allow_private=False) == "https://93.184.216.34/h"
 
 
 def test_webhook_admin_routes(hooked: Served, receiver: Receiver) -> None:
