@@ -222,20 +222,21 @@ class AuthStore:
         digest = hash_token(secret)
 
         def run(db: Session) -> Principal:
-            found = db.execute(
-                select(ApiTokenRow, UserRow.name)
+            # One round trip: the token, its user and every grant (outer join: a user may hold none).
+            rows = db.execute(
+                select(ApiTokenRow.revoked_at, ApiTokenRow.expires_at, UserRow.name, RoleGrantRow.namespace, RoleGrantRow.role)
                 .join(UserRow, UserRow.id == ApiTokenRow.user_id)
+                .outerjoin(RoleGrantRow, RoleGrantRow.user_id == ApiTokenRow.user_id)
                 .where(ApiTokenRow.token_hash == digest)
-            ).first()
-            if found is None:
+            ).all()
+            if not rows:
                 raise Unauthorized("unknown token")
-            tok, name = found
-            if tok.revoked_at is not None:
+            revoked_at, expires_at, name = rows[0][0], rows[0][1], rows[0][2]
+            if revoked_at is not None:
                 raise Unauthorized("token revoked")
-            if tok.expires_at is not None and tok.expires_at <= utcnow():
+            if expires_at is not None and expires_at <= utcnow():
                 raise Unauthorized("token expired", hint="ask an admin for a new token (mk server token create)")
-            rows = db.execute(select(RoleGrantRow.namespace, RoleGrantRow.role).where(RoleGrantRow.user_id == tok.user_id))
-            return Principal(name, {ns: Role.parse(role) for ns, role in rows})
+            return Principal(name, {ns: Role.parse(role) for *_, ns, role in rows if ns is not None})
 
         return self._uow.read(run)
 
