@@ -224,15 +224,20 @@ def transition(
             },
             at=at,
         )
-    _set_stage(session, art, version, stage, actor=actor, at=at, reason=reason)
     move = None
     archived: list[str] = []
-    if stage is Stage.PRODUCTION:
-        move = _aliases.move(session, art, PRODUCTION_ALIAS, version, expected=None, actor=actor, at=at, reason=reason)
-        if current is not None and current.id != version.id and spec.previous_production == "archive":
-            if stage_of(session, current.id) is Stage.PRODUCTION:
-                _set_stage(session, art, current, Stage.ARCHIVED, actor=actor, at=at, reason=f"replaced by {version.semver}")
-                archived.append(current.semver)
+    # Only writes from here on, and the reads below see nothing they write: one flush at
+    # commit batches the events and updates the audit head once, instead of once per read.
+    with session.no_autoflush:
+        _set_stage(session, art, version, stage, actor=actor, at=at, reason=reason)
+        if stage is Stage.PRODUCTION:
+            move = _aliases.move(session, art, PRODUCTION_ALIAS, version, expected=None, actor=actor, at=at, reason=reason)
+            if current is not None and current.id != version.id and spec.previous_production == "archive":
+                if stage_of(session, current.id) is Stage.PRODUCTION:
+                    _set_stage(
+                        session, art, current, Stage.ARCHIVED, actor=actor, at=at, reason=f"replaced by {version.semver}"
+                    )
+                    archived.append(current.semver)
     return Transition(key, before, stage, actor, at, reason, bool(overridden), report, move, tuple(archived))
 
 
