@@ -193,3 +193,22 @@ def test_push_fails_cleanly_while_s3_is_down_then_resumes(proxy, bucket, tmp_pat
         assert (tmp_path / "out").read_bytes() == src.read_bytes()
     finally:
         again.close()
+
+
+def test_sequential_chunk_reads_share_ranged_gets(proxy, bucket, tmp_path):
+    store = ChunkStore(S3Backend(bucket, "p", endpoint_url=proxy.endpoint, read_window=1 << 20))
+    try:
+        src = tmp_path / "blob.bin"
+        src.write_bytes(os.urandom(3_000_000))
+        e, _ = _push(store, src)
+        fresh = ChunkStore(S3Backend(bucket, "p", endpoint_url=proxy.endpoint, read_window=1 << 20))
+        try:
+            fresh.index  # noqa: B018 - load the index first, then count the reads
+            before = proxy.requests
+            fresh.read_file(e, tmp_path / "out")
+            assert proxy.requests - before <= 8  # ~46 chunks, read in about 3 windows
+        finally:
+            fresh.close()
+        assert (tmp_path / "out").read_bytes() == src.read_bytes()
+    finally:
+        store.close()

@@ -24,6 +24,7 @@ import os
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import BinaryIO
@@ -40,7 +41,8 @@ __all__ = ["S3Backend", "LOCK_STALE_SECONDS"]
 
 log = logging.getLogger(__name__)
 
-LOCK_STALE_SECONDS = 300.0  # a lock object not refreshed for this long belongs to a dead process
+LOCK_STALE_SECONDS = 300.0
+_WINDOWS = 8  # read windows kept (8 x 4 MiB)  # a lock object not refreshed for this long belongs to a dead process
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
 
 
@@ -56,6 +58,7 @@ class S3Backend(Backend):
         multipart_chunksize: int = 8 * 1024 * 1024,
         lock_stale_seconds: float = LOCK_STALE_SECONDS,
         lock_wait_seconds: float = 600.0,
+        read_window: int = 4 * 1024 * 1024,
     ) -> None:
         if not bucket:
             raise InvalidURI("s3 URL without a bucket (expected s3://bucket/prefix)")
@@ -84,6 +87,9 @@ class S3Backend(Backend):
         )
         self.lock_stale_seconds = lock_stale_seconds
         self.lock_wait_seconds = lock_wait_seconds
+        self.read_window = read_window
+        self._windows: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+        self._windows_lock = threading.Lock()
 
     # -- naming ----------------------------------------------------------------
 
@@ -133,6 +139,34 @@ class S3Backend(Backend):
         if length == 0:
             self.stat(name)  # an empty range is not expressible; still report a missing object
             return b""
+        if length < self.read_window:
+            # Chunks are read in pack order (a pull follows the file, which the
+            # pack follows): one GET of a window serves the chunks after it too.
+            # Objects are immutable, so a cached window never goes stale.
+            start = offset - offset % self.read_window
+            if offset + length <= start + self.read_window:
+                window = self._window(name, start)
+                data = window[offset - start : offset - start + length]
+                if len(data) != length:
+                    raise ChunkNotFound(f"object {name} is shorter than expected ({offset}+{length})")
+                return data
+        return self._get_range(name, offset, length)
+
+    def _window(self, name: str, start: int) -> bytes:
+        key = (name, start)
+        with self._windows_lock:
+            data = self._windows.get(key)
+            if data is not None:
+                self._windows.move_to_end(key)
+                return data
+        data = self._get_range(name, start, self.read_window, exact=False)
+        with self._windows_lock:
+            self._windows[key] = data
+            while len(self._windows) > _WINDOWS:
+                self._windows.popitem(last=False)
+        return data
+
+    def _get_range(self, name: str, offset: int, length: int, *, exact: bool = True) -> bytes:
         try:
             resp = self._s3.get_object(
                 Bucket=self.bucket, Key=self._key(name), Range=f"bytes={offset}-{offset + length - 1}"
@@ -142,7 +176,7 @@ class S3Backend(Backend):
             if isinstance(exc, botocore.exceptions.ClientError) and _code(exc) == "InvalidRange":
                 raise ChunkNotFound(f"object {name} is shorter than expected ({offset}+{length})") from None
             raise self._fail("download", name, exc) from None
-        if len(data) != length:
+        if exact and len(data) != length:
             raise ChunkNotFound(f"object {name} is shorter than expected ({offset}+{length})")
         return data
 
@@ -174,6 +208,9 @@ class S3Backend(Backend):
             raise self._fail("listing", prefix or "/", exc) from None
 
     def delete(self, name: str) -> None:
+        with self._windows_lock:
+            for key in [k for k in self._windows if k[0] == name]:
+                del self._windows[key]
         try:
             self._s3.delete_object(Bucket=self.bucket, Key=self._key(name))
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
