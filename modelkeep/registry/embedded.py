@@ -374,7 +374,7 @@ class EmbeddedRegistry(Governance, Registry):
 
     def alias_at(self, name: str, alias: str, at: datetime) -> str | None:
         check_name(name)
-        return self._uow.read(lambda db: _aliases.at_instant(db, _versions.artifact_row(db, name), alias, at))
+        return self._uow.read(lambda db: _aliases.at_instant(db, name, alias, at))
 
     def set_tag(self, ref: RefLike, key: str, value: str | None, *, reason: str = "") -> TagChange:
         parsed = _parse(ref)

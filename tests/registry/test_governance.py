@@ -11,6 +11,7 @@ import pytest
 
 from modelkeep.errors import (
     ApprovalNotAllowed,
+    ArtifactNotFound,
     ConflictError,
     InvalidInput,
     InvalidPolicy,
@@ -280,6 +281,8 @@ def test_alias_at_answers_for_past_instants(fraud: EmbeddedRegistry) -> None:
     assert fraud.alias_at("fraud", "production", t0) == "1.0.0"
     assert fraud.alias_at("fraud", "production", t1) == "1.1.0"
     assert fraud.alias_at("fraud", "production", datetime.now(UTC)) == "1.0.0"
+    with pytest.raises(ArtifactNotFound):
+        fraud.alias_at("nope", "production", t0)
 
 
 def test_two_promotions_at_once_one_wins(db_url: str, tmp_path: Path) -> None:
