@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, aliased
 
 from modelkeep.db.models import AliasMoveRow, AliasRow, ArtifactRow, VersionRow
@@ -152,16 +152,18 @@ def history(session: Session, art: ArtifactRow, alias: str | None) -> list[Alias
 
 
 # Two steps, each one index lookup on (artifact_id, alias, at): the time of the last move at
-# or before the instant (max), then the last move at that time. A single ORDER BY at, id
+# or before the instant, then the last move at that time. A single ORDER BY at, id
 # LIMIT 1 made PostgreSQL join and sort every earlier move (20k moves: 9 ms, now < 1 ms).
 _AID = select(ArtifactRow.id).where(ArtifactRow.name == bindparam("name")).scalar_subquery()
 _LAST_AT = (
-    select(func.max(AliasMoveRow.at))
+    select(AliasMoveRow.at)
     .where(
         AliasMoveRow.artifact_id == _AID,
         AliasMoveRow.alias == bindparam("alias"),
         AliasMoveRow.at <= bindparam("at"),
     )
+    .order_by(AliasMoveRow.at.desc())  # not max(): with stale statistics PostgreSQL aggregated every row
+    .limit(1)
     .scalar_subquery()
 )
 _AT_INSTANT = (
