@@ -23,9 +23,11 @@ from modelkeep.errors import (
     AliasNotFound,
     AmbiguousRef,
     ArtifactNotFound,
+    AuthError,
     ChunkNotFound,
     ConflictError,
     CorruptData,
+    Forbidden,
     IntegrityError,
     InvalidInput,
     InvalidName,
@@ -41,6 +43,7 @@ from modelkeep.errors import (
     StorageError,
     StoreLocked,
     TagNotFound,
+    Unauthorized,
     UnsafeModel,
     VersionExists,
     VersionNotFound,
@@ -189,6 +192,10 @@ __all__ = [
     "UnsafeModel",
     "SignatureMismatch",
     "MissingExtra",
+    # server: authentication and roles (docs/server.md)
+    "AuthError",
+    "Unauthorized",
+    "Forbidden",
 ]
 
 # Public names defined in modelkeep/ml, imported on first access so that

@@ -97,6 +97,9 @@ PUBLIC = [
     "UnsafeModel",
     "SignatureMismatch",
     "MissingExtra",
+    "AuthError",
+    "Unauthorized",
+    "Forbidden",
 ]
 
 
