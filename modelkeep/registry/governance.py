@@ -65,11 +65,12 @@ class Governance:
             target = VersionRef.parse(to) if "@" in to else VersionRef.of(name, to)
             if target.artifact != name:
                 raise InvalidInput(f"{to} is not a version of {name!r}")
+        expected = self._uow.read(lambda db: _production_semver(db, name)) or None
         now = utcnow()
 
         def run(db):  # type: ignore[no-untyped-def]
             art = _versions.artifact_row(db, name, lock=True)
-            return _stages.rollback(db, art, target, actor=self._user, at=now, reason=reason)
+            return _stages.rollback(db, art, target, actor=self._user, at=now, reason=reason, expected=expected)
 
         return self._uow.write(run)
 

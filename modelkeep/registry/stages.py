@@ -242,12 +242,28 @@ def transition(
 
 
 def rollback(
-    session: Session, art: ArtifactRow, target: VersionRef | None, *, actor: str, at: datetime, reason: str
+    session: Session,
+    art: ArtifactRow,
+    target: VersionRef | None,
+    *,
+    actor: str,
+    at: datetime,
+    reason: str,
+    expected: str | None = None,
 ) -> Transition:
-    """Point production back at ``target`` or at the previous production version (artifact row locked)."""
+    """Point production back at ``target`` or at the previous production version (artifact row locked).
+
+    ``expected``: the semver production must point at now, as for a promotion, so two
+    rollbacks started at once go back one version, not two.
+    """
     current = production(session, art.id)
     if current is None:
         raise ConflictError(f"{art.name} has no production version to roll back from")
+    if expected is not None and current.semver != expected:
+        raise ConflictError(
+            f"production of {art.name} is {current.semver} now, not {expected} as when this rollback began: "
+            "someone else moved it; check again and retry"
+        )
     served = _served(session, art.id)
     if target is not None:
         _, row = _versions.find(session, target, art)

@@ -352,3 +352,20 @@ def test_versions_carry_their_stage(fraud: EmbeddedRegistry) -> None:
     fraud.promote("fraud@1.1.0")
     assert fraud.get("fraud@production").stage is Stage.PRODUCTION
     assert fraud.get("fraud@1.0.0").stage is Stage.ARCHIVED
+
+
+def test_two_rollbacks_at_once_go_back_one_version(fraud: EmbeddedRegistry) -> None:
+    from modelkeep.registry import stages
+    from modelkeep.registry.versions import artifact_row
+
+    fraud.promote("fraud@1.1.0")
+    fraud.promote("fraud@1.2.0")
+    fraud.rollback("fraud", reason="first click")  # 1.2.0 -> 1.1.0
+
+    def late(db):  # type: ignore[no-untyped-def]  # a second click that saw 1.2.0 in production
+        art = artifact_row(db, "fraud", lock=True)
+        return stages.rollback(db, art, None, actor="tester", at=datetime.now(UTC), reason="second", expected="1.2.0")
+
+    with pytest.raises(ConflictError, match="someone else moved it"):
+        fraud._uow.write(late)
+    assert fraud.get("fraud@production").version == "1.1.0"
