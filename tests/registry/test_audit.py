@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import uuid
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -143,7 +144,7 @@ def test_concurrent_writers_keep_one_chain(db_url: str, tmp_path: Path) -> None:
 def tampered(tmp_path: Path, make_tree: MakeTree):  # type: ignore[no-untyped-def]
     """A SQLite registry with 8 events, and a function that runs SQL on it with sqlite3, then verifies."""
     db = tmp_path / "registry.db"
-    store = open_store("memory://audit-tamper")
+    store = open_store(f"memory://audit-tamper-{uuid.uuid4().hex}")
     reg = EmbeddedRegistry(f"sqlite:///{db}", store, "tester")
     _push_three(reg, make_tree)
     assert reg.audit_verify().ok
