@@ -65,6 +65,7 @@ def version_refs(session: Session) -> dict[str, list[str]]:
     stmt = (
         select(VersionRow.files_digest, ArtifactRow.name, VersionRow.major, VersionRow.minor, VersionRow.patch)
         .join(ArtifactRow, ArtifactRow.id == VersionRow.artifact_id)
+        .where(VersionRow.deleted_at.is_(None))
         .order_by(ArtifactRow.name, VersionRow.major, VersionRow.minor, VersionRow.patch)
     )
     out: dict[str, list[str]] = defaultdict(list)
