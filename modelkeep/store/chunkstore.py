@@ -287,43 +287,56 @@ class UploadSession:
         with f:
             st = os.fstat(f.fileno())
             size = st.st_size
-            file_hash = blake3.blake3()
-            # Small files run in this thread: starting threads would cost more than the work.
-            encoders, hasher, packer = self._threads() if size > _THREAD_ABOVE else (_INLINE,) * 3
-            refs: list[ChunkRef] = []
-            inflight: deque[tuple[list[tuple[int, int]], Future, Future]] = deque()
-            hashing: Future | None = None
+            segs = segments(f, size, rel)
+        # Small files run in this thread: starting threads would cost more than the work.
+        # Large ones: segments (tensors) are cut, hashed and encoded in parallel by
+        # the workers (FastCDC releases the GIL), one thread hashes the whole file,
+        # one appends encoded chunks to packs.
+        workers, hasher, packer = self._threads() if size > _THREAD_ABOVE else (_INLINE,) * 3
+        hashing = hasher.submit(_file_digest, path)
+        refs: list[ChunkRef] = []
+        tasks: deque[Future] = deque()
+        done = 0
+        for seg in segs:
+            tasks.append(workers.submit(self._put_segment, path, seg, packer))
+            while len(tasks) > _IN_FLIGHT:
+                part, n = tasks.popleft().result()
+                refs.extend(part)
+                done += n
+                self.total_bytes += n
+                if progress:
+                    progress(n)
+        while tasks:
+            part, n = tasks.popleft().result()
+            refs.extend(part)
+            done += n
+            self.total_bytes += n
+            if progress:
+                progress(n)
+        digest = hashing.result()
+        if done != size or sum(r.size for r in refs) != size:
+            raise InvalidPath(f"{path} changed while being read")
+        return FileEntry(rel, digest, size, tuple(refs), bool(st.st_mode & 0o111))
 
-            def settle() -> None:
-                cuts, hashed, packed = inflight.popleft()
-                packed.result()
-                refs.extend(ChunkRef(Digest(d), ln) for d, (_, ln) in zip(hashed.result()[0], cuts))
-
-            for seg in segments(f, size, rel):
-                plan = None
-                for block_off, view, cuts in cut(f, seg):
-                    if hashing is not None:
-                        hashing.result()
-                    hashing = hasher.submit(file_hash.update, view)
-                    if plan is None:
-                        plan = codec.plan_for(view, seg.elem)
-                    phase = (block_off - seg.start) % seg.elem if plan.elem else 0
-                    # encoders hash, claim and encode; one packing thread keeps pack order
-                    hashed = encoders.submit(self._hash_and_encode, view, cuts, plan, phase)
-                    inflight.append((cuts, hashed, packer.submit(self._write, hashed)))
-                    while len(inflight) > _IN_FLIGHT:
-                        settle()
-                    self.total_bytes += len(view)
-                    if progress:
-                        progress(len(view))
-            while inflight:
-                settle()
-            if hashing is not None:
-                hashing.result()
-            done = sum(r.size for r in refs)
-            if done != size:
-                raise InvalidPath(f"{path} changed while being read")
-        return FileEntry(rel, Digest(file_hash.digest()), size, tuple(refs), bool(st.st_mode & 0o111))
+    def _put_segment(self, path: str | Path, seg, packer) -> tuple[list[ChunkRef], int]:
+        """Cut, hash, claim and encode one segment; hand encoded chunks to the packer."""
+        refs: list[ChunkRef] = []
+        writing: Future | None = None
+        plan = None
+        with open(path, "rb") as f:
+            for block_off, view, cuts in cut(f, seg):
+                if plan is None:
+                    plan = codec.plan_for(view, seg.elem)
+                phase = (block_off - seg.start) % seg.elem if plan.elem else 0
+                digests, items = self._hash_and_encode(view, cuts, plan, phase)
+                refs.extend(ChunkRef(Digest(d), ln) for d, (_, ln) in zip(digests, cuts))
+                if items:
+                    if writing is not None:  # at most one block per segment waits: bounded memory
+                        writing.result()
+                    writing = packer.submit(self._write, items)
+        if writing is not None:
+            writing.result()
+        return refs, seg.end - seg.start
 
     def _threads(self) -> tuple[ThreadPoolExecutor, ThreadPoolExecutor, ThreadPoolExecutor]:
         if not self._pools:
@@ -400,14 +413,11 @@ class UploadSession:
                 off += len(view)
             # the sample must start on an element, or its byte planes mix
             plan = codec.plan_for(block[(elem - phase) % elem :] if elem else block, elem)
-            done: Future = Future()
-            done.set_result(((), _encode_block(block, items, plan, phase if plan.elem else 0)))
-            self._write(done)
+            self._write(_encode_block(block, items, plan, phase if plan.elem else 0))
         self.total_bytes += sum(len(b[1]) for b in batch)
         return new
 
-    def _write(self, hashed: Future) -> None:
-        items = hashed.result()[1]
+    def _write(self, items: list) -> None:
         while items:
             if self._writer is None:
                 self._writer = PackWriter(self._store.backend)
@@ -461,6 +471,16 @@ class UploadSession:
             self._sealer.shutdown(wait=True)
         finally:
             self._lock_cm.__exit__(None, None, None)
+
+
+def _file_digest(path: str | Path) -> Digest:
+    h = blake3.blake3()
+    buf = bytearray(8 * 1024 * 1024)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(buf):
+            h.update(view[:n])
+    return Digest(h.digest())
 
 
 class _Inline:

@@ -159,7 +159,7 @@ def decode(codec: int, blob: bytes | memoryview, raw_len: int) -> bytes | memory
     return out
 
 
-def _decode_planes(mv: memoryview, raw_len: int) -> bytes:
+def _decode_planes(mv: memoryview, raw_len: int) -> memoryview:
     import numpy as np
 
     e, head, tail = struct.unpack_from("<BBB", mv, 0)
@@ -194,4 +194,4 @@ def _decode_planes(mv: memoryview, raw_len: int) -> bytes:
     if pos + tail != len(mv):
         raise ValueError("trailing bytes after planes")
     out[head + n * e :] = np.frombuffer(mv, dtype=np.uint8, offset=pos, count=tail)
-    return out.tobytes()
+    return memoryview(out)  # no copy: hashing and writing take any buffer
