@@ -47,6 +47,7 @@ import numpy as np
 from modelkeep.errors import InvalidInput
 from modelkeep.ml import _versionfiles
 from modelkeep.ml.datasets import KeyIndex, decode_key_index, open_key_index
+from modelkeep.registry.evidence import IMPACT_TAG_PREFIX
 from modelkeep.ml.tensordiff import ChunkSource
 from modelkeep.registry.api import Registry
 from modelkeep.registry.types import Direction, Edge, Kind, Version, VersionKey
@@ -63,7 +64,7 @@ __all__ = [
     "impact_violation",
 ]
 
-FLAG_PREFIX = "impact-"
+FLAG_PREFIX = IMPACT_TAG_PREFIX  # one name for the flag, shared with promotion policies
 
 
 class KeyIndexCache:

@@ -16,6 +16,12 @@ A policy document (every key optional; unknown keys are refused)::
         -----BEGIN PUBLIC KEY-----
         ...
         -----END PUBLIC KEY-----
+    require_evaluation: true              # an evaluation of the candidate on the dataset version
+                                          # production's newest evaluation ran on (mk evaluate)
+    slice_gap:                            # on that dataset: the candidate's gap between slices
+      metric: accuracy                    # (slice_gap.<metric>) at most production's + tolerance
+      tolerance: 0.01
+    refuse_impact_flags: true             # no impact-… tag (mk impact --flag) on the candidate
     previous_production: archive          # or keep: what happens to the version replaced
     transitions:                          # allowed stage changes (default shown)
       none: [staging]
@@ -47,6 +53,7 @@ from sqlalchemy.orm import Session
 from modelkeep.db.models import ArtifactRow, PolicyRow, VersionRow
 from modelkeep.errors import InvalidPolicy
 from modelkeep.registry import audit
+from modelkeep.registry.evidence import IMPACT_TAG_PREFIX, Evaluation
 from modelkeep.registry.rules import Missing, Rule, parse_rule
 from modelkeep.registry.types import EdgeType, Policy, PolicyReport, RuleResult, Stage, Version
 from modelkeep.store.digest import Digest, hash_bytes
@@ -85,6 +92,9 @@ class PolicySpec:
     required_approvals: int = 0
     approvers: tuple[str, ...] = ()
     signed_by: tuple[str, ...] = ()  # public key PEMs (require_signature)
+    require_evaluation: bool = False
+    slice_gap: tuple[str, float] | None = None  # (metric, tolerance)
+    refuse_impact_flags: bool = False
     previous_production: str = "archive"
     transitions: Mapping[Stage, frozenset[Stage]] = field(default_factory=lambda: DEFAULT_TRANSITIONS)
     lines: Mapping[str, int] = field(default_factory=dict)  # metric -> first line naming it
@@ -232,6 +242,27 @@ def _k_signature(node: yaml.Node, fields: dict[str, Any], lines: dict[str, int])
     fields["signed_by"] = tuple(keys)
 
 
+def _k_evaluation(node: yaml.Node, fields: dict[str, Any], lines: dict[str, int]) -> None:
+    fields["require_evaluation"] = _flag(node, "require_evaluation")
+
+
+def _k_slice_gap(node: yaml.Node, fields: dict[str, Any], lines: dict[str, int]) -> None:
+    value = _construct(node)
+    line = _line(node)
+    if not isinstance(value, dict) or set(value) - {"metric", "tolerance"} or "metric" not in value:
+        raise InvalidPolicy(f"line {line}: slice_gap is a mapping with metric and, optionally, tolerance", line=line)
+    metric, tolerance = value["metric"], value.get("tolerance", 0.0)
+    if not isinstance(metric, str) or not metric.isidentifier():
+        raise InvalidPolicy(f"line {line}: slice_gap.metric must be a metric name, got {metric!r}", line=line)
+    if isinstance(tolerance, bool) or not isinstance(tolerance, int | float) or not math.isfinite(tolerance) or tolerance < 0:
+        raise InvalidPolicy(f"line {line}: slice_gap.tolerance must be a number >= 0, got {tolerance!r}", line=line)
+    fields["slice_gap"] = (metric, float(tolerance))
+
+
+def _k_impact(node: yaml.Node, fields: dict[str, Any], lines: dict[str, int]) -> None:
+    fields["refuse_impact_flags"] = _flag(node, "refuse_impact_flags")
+
+
 def _k_previous(node: yaml.Node, fields: dict[str, Any], lines: dict[str, int]) -> None:
     value = _construct(node)
     if value not in ("archive", "keep"):
@@ -269,6 +300,9 @@ _KEYS = {
     "required_approvals": _k_required_approvals,
     "approvers": _k_approvers,
     "require_signature": _k_signature,
+    "require_evaluation": _k_evaluation,
+    "slice_gap": _k_slice_gap,
+    "refuse_impact_flags": _k_impact,
     "previous_production": _k_previous,
     "transitions": _k_transitions,
 }
@@ -375,11 +409,14 @@ def evaluate(
     production: Version | None,
     approvals: ApprovalState,
     signed: bool | None = None,
+    evaluations: tuple[list[Evaluation], list[Evaluation]] | None = None,
 ) -> PolicyReport:
     """Every rule of ``spec`` on ``candidate`` against ``production``; never raises for a failing rule.
 
     ``signed``: whether one of ``spec.signed_by`` signed the candidate (checked by the caller,
-    inside its transaction: ``signatures.has_valid_signature``).
+    inside its transaction: ``signatures.has_valid_signature``). ``evaluations``: the
+    evaluations of candidate and production (``evidence.evaluations_of``), read by the
+    caller when the policy asks for them.
     """
     results: list[RuleResult] = []
     cm, pm = candidate.metrics, production.metrics if production is not None else None
@@ -423,6 +460,19 @@ def evaluate(
                 detail="" if signed else f"no valid signature by any of the {n} listed key{'s' if n != 1 else ''} (mk sign)",
             )
         )
+    if spec.require_evaluation or spec.slice_gap is not None:
+        results.extend(_evaluation_rules(spec, candidate, production, evaluations or ([], [])))
+    if spec.refuse_impact_flags:
+        flags = sorted(k for k in candidate.tags if k.startswith(IMPACT_TAG_PREFIX))
+        results.append(
+            RuleResult(
+                "no impact flag",
+                "fail" if flags else "pass",
+                {"impact_flags": flags},
+                {},
+                detail=f"{candidate.ref} is flagged by impact analysis: {', '.join(flags)}" if flags else "",
+            )
+        )
     return PolicyReport(
         candidate.artifact,
         candidate.version,
@@ -430,6 +480,40 @@ def evaluate(
         revision,
         tuple(results),
     )
+
+
+def _evaluation_rules(
+    spec: PolicySpec, candidate: Version, production: Version | None, evals: tuple[list[Evaluation], list[Evaluation]]
+) -> list[RuleResult]:
+    cand_evals, prod_evals = evals
+    name = "evaluated on production's dataset"
+    if production is None:
+        return [RuleResult(name, "skip", {}, {}, detail="no production version yet: nothing to compare with")]
+    if not prod_evals:
+        return [RuleResult(name, "fail", {}, {"evaluation": None},
+                           detail=f"production {production.ref} has no evaluation to compare with (mk evaluate)")]
+    prod = prod_evals[0]
+    shared = next((e for e in cand_evals if e.dataset is not None and e.dataset == prod.dataset), None)
+    pvals = {"evaluation": prod.ref, "dataset": prod.dataset}
+    if shared is None:
+        return [RuleResult(name, "fail", {"evaluations": [e.ref for e in cand_evals]}, pvals,
+                           detail=f"{candidate.ref} has no evaluation on {prod.dataset} "
+                                  f"(mk evaluate {candidate.ref} --on {prod.dataset} ...)")]
+    out = [RuleResult(name, "pass", {"evaluation": shared.ref, "dataset": shared.dataset}, pvals)]
+    if spec.slice_gap is not None:
+        metric, tol = spec.slice_gap
+        key = f"slice_gap.{metric}"
+        gc, gp = shared.metrics.get(key), prod.metrics.get(key)
+        label = f"{key} <= production.{key} + {tol:g}"
+        if not _number(gc) or not _number(gp):
+            where = shared.ref if not _number(gc) else prod.ref
+            out.append(RuleResult(label, "fail", {key: gc}, {key: gp},
+                                  detail=f"{where} records no {key} (evaluate with --slice-by)"))
+        else:
+            ok = float(gc) <= float(gp) + tol
+            out.append(RuleResult(label, "pass" if ok else "fail", {key: gc}, {key: gp}, float(gc), float(gp) + tol,
+                                  f"{_fmt(float(gc))} <= {_fmt(float(gp) + tol)}"))
+    return out
 
 
 def _number(value: Any) -> bool:

@@ -41,6 +41,7 @@ from modelkeep.registry import aliases as _aliases
 from modelkeep.registry import approvals as _approvals
 from modelkeep.registry import audit, policies
 from modelkeep.registry import versions as _versions
+from modelkeep.registry.evidence import evaluations_of
 from modelkeep.registry.names import VersionRef
 from modelkeep.registry.records import version_records
 from modelkeep.registry.signatures import has_valid_signature
@@ -139,7 +140,15 @@ def _evaluate(
     signed = None
     if spec.signed_by:
         signed = has_valid_signature(session, candidate, [k.encode() for k in spec.signed_by])
-    return policies.evaluate(spec, revision, records[0], records[1] if current is not None else None, approvals, signed)
+    evaluations = None
+    if spec.require_evaluation or spec.slice_gap is not None:
+        evaluations = (
+            evaluations_of(session, candidate.id),
+            evaluations_of(session, current.id) if current is not None else [],
+        )
+    return policies.evaluate(
+        spec, revision, records[0], records[1] if current is not None else None, approvals, signed, evaluations
+    )
 
 
 def transition(
