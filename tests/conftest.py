@@ -2,13 +2,33 @@
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 POSTGRES_ENV = "MODELKEEP_TEST_POSTGRES_URL"
+
+MakeTree = Callable[..., Path]
+
+
+@pytest.fixture
+def make_tree(tmp_path: Path) -> MakeTree:
+    """``make_tree({"a.txt": "text", "w/b.bin": b"bytes"}, name="src")`` writes files, returns the folder."""
+
+    def make(files: dict[str, str | bytes], name: str = "src") -> Path:
+        root = tmp_path / name
+        for rel, content in files.items():
+            p = root / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, str):
+                p.write_text(content)
+            else:
+                p.write_bytes(content)
+        root.mkdir(parents=True, exist_ok=True)
+        return root
+
+    return make
 
 
 @pytest.fixture(scope="session")
@@ -18,25 +38,10 @@ def postgres_url() -> Iterator[str]:
     Skipped when MODELKEEP_TEST_POSTGRES_URL is unset (e.g.
     postgresql+psycopg://postgres@127.0.0.1:5432/test); .ci/run sets it.
     """
-    base = os.environ.get(POSTGRES_ENV)
-    if not base:
-        pytest.skip(f"{POSTGRES_ENV} is unset: PostgreSQL tests need a server (see .ci/run)")
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
+    from _servers import fresh_postgres
 
-    from modelkeep.db.engine import normalize_url
-
-    admin_url = make_url(normalize_url(base))
-    name = f"modelkeep_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        yield admin_url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_postgres() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,7 @@ from modelkeep.registry.embedded import EmbeddedRegistry
 from modelkeep.registry.operations import Role
 from _servers import POSTGRES_ENV, fresh_postgres, served
 
-MakeTree = Callable[..., Path]
+MakeTree = Callable[..., Path]  # the make_tree fixture (tests/conftest.py)
 
 
 @pytest.fixture(scope="session", params=["embedded-sqlite", "embedded-postgres", "remote"])
@@ -69,21 +69,3 @@ def ns() -> str:
     """A namespace of this test's own: names never collide across tests sharing a registry."""
     return f"t{uuid.uuid4().hex[:10]}"
 
-
-@pytest.fixture
-def make_tree(tmp_path: Path) -> MakeTree:
-    """``make_tree({"a.txt": "text", "w/b.bin": b"bytes"}, name="src")`` writes files, returns the folder."""
-
-    def make(files: dict[str, str | bytes], name: str = "src") -> Path:
-        root = tmp_path / name
-        for rel, content in files.items():
-            p = root / rel
-            p.parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(content, str):
-                p.write_text(content)
-            else:
-                p.write_bytes(content)
-        root.mkdir(parents=True, exist_ok=True)
-        return root
-
-    return make

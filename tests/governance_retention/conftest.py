@@ -7,39 +7,23 @@ the retention tables of other tests never show up.
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from _servers import fresh_postgres
 
-from modelkeep.db.engine import normalize_url
 from modelkeep.registry.embedded import EmbeddedRegistry
 
-POSTGRES_ENV = "MODELKEEP_TEST_POSTGRES_URL"
-MakeTree = Callable[..., Path]
+MakeTree = Callable[..., Path]  # the make_tree fixture (tests/conftest.py)
 
 
 def _fresh_postgres(request: pytest.FixtureRequest) -> str:
-    base = os.environ.get(POSTGRES_ENV)
-    if not base:
-        pytest.skip(f"{POSTGRES_ENV} is unset: PostgreSQL tests need a server (see .ci/run)")
-    admin_url = make_url(normalize_url(base))
-    name = f"mk_ret_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    request.addfinalizer(drop)
-    return admin_url.set(database=name).render_as_string(hide_password=False)
+    """A database of this test's own (skipped when no server is configured), dropped after it."""
+    cm = fresh_postgres()
+    url = cm.__enter__()
+    request.addfinalizer(lambda: cm.__exit__(None, None, None))
+    return url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -69,21 +53,3 @@ def local(sqlite_url: str, tmp_path: Path) -> Iterator[EmbeddedRegistry]:
     yield reg
     reg.close()
 
-
-@pytest.fixture
-def make_tree(tmp_path: Path) -> MakeTree:
-    """``make_tree({"a.txt": "text", "w.bin": b"bytes"}, name="src")`` writes files, returns the folder."""
-
-    def make(files: dict[str, str | bytes], name: str = "src") -> Path:
-        root = tmp_path / "trees" / name
-        for rel, content in files.items():
-            p = root / rel
-            p.parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(content, str):
-                p.write_text(content)
-            else:
-                p.write_bytes(content)
-        root.mkdir(parents=True, exist_ok=True)
-        return root
-
-    return make

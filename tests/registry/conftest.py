@@ -13,7 +13,7 @@ from modelkeep.registry.audit import GENESIS
 from modelkeep.registry.embedded import EmbeddedRegistry
 from modelkeep.store import open_store
 
-MakeTree = Callable[..., Path]
+MakeTree = Callable[..., Path]  # the make_tree fixture (tests/conftest.py)
 
 _TABLES = "audit_events, approvals, policies, version_stages, tag_changes, tags, alias_moves, aliases, edges, versions, manifests, artifacts"
 
@@ -40,21 +40,3 @@ def registry(db_url: str) -> Iterator[EmbeddedRegistry]:
     reg.close()
     store.close()
 
-
-@pytest.fixture
-def make_tree(tmp_path: Path) -> MakeTree:
-    """``make_tree({"a.txt": "text", "w/b.bin": b"bytes"}, name="src")`` writes files, returns the folder."""
-
-    def make(files: dict[str, str | bytes], name: str = "src") -> Path:
-        root = tmp_path / name
-        for rel, content in files.items():
-            p = root / rel
-            p.parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(content, str):
-                p.write_text(content)
-            else:
-                p.write_bytes(content)
-        root.mkdir(parents=True, exist_ok=True)
-        return root
-
-    return make
