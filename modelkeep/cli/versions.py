@@ -26,6 +26,7 @@ from modelkeep.cli._output import (
     when,
 )
 from modelkeep.errors import ArtifactNotFound
+from modelkeep.registry.evidence import IMPACT_TAG_PREFIX
 from modelkeep.registry.types import Kind, Stage, ValueChange, Version, VersionDiff
 
 __all__ = ["push", "pull", "show", "log", "diff"]
@@ -217,11 +218,13 @@ def log(
     if json_:
         emit_json([{"ref": v.ref, **_as_dict(v)} for v in versions])
         return
-    t = table(
-        "version", "created", "size", "new", "author", "message", "stage", "aliases", right=("size", "new"), wrap=("message",)
-    )
+    flagged = {v.version: sorted(k for k in v.tags if k.startswith(IMPACT_TAG_PREFIX)) for v in versions}
+    columns = ["version", "created", "size", "new", "author", "message", "stage", "aliases"]
+    if any(flagged.values()):  # versions affected by a data deletion request (mk impact --flag)
+        columns.append("impact flags")
+    t = table(*columns, right=("size", "new"), wrap=("message",))
     for v in versions:
-        t.add_row(
+        row = [
             escape(v.version),
             when(v.created_at),
             human_bytes(v.size),
@@ -230,7 +233,10 @@ def log(
             escape(v.message.splitlines()[0] if v.message else ""),
             "" if v.stage is Stage.NONE else v.stage.value,
             escape(", ".join(v.aliases)),
-        )
+        ]
+        if len(columns) > len(row):
+            row.append(escape(", ".join(flagged[v.version])))
+        t.add_row(*row)
     out().print(t)
 
 

@@ -134,9 +134,12 @@ def test_cli_impact_and_flag_shown(mk, write):
     mk("push", str(write("m.bin", b"w")), "fraud", "--kind", "model", "--trained-on", "transactions@1.0.0")
     r = mk("impact", "transactions", "--key", "customer_id=1")
     assert "fraud@1.0.0" in r.stdout and "--flag" in r.stdout
+    assert "impact flags" not in mk("log", "fraud").stdout  # the column appears only when needed
     r = json.loads(mk("impact", "transactions", "--key", "customer_id=1", "--flag", "--json").stdout)
     assert r["flagged"] == ["transactions@1.0.0", "fraud@1.0.0"]
     shown = mk("show", "fraud@1.0.0").stdout
     assert r["flag"] in shown
+    listed = mk("log", "fraud").stdout
+    assert "impact flags" in listed and r["flag"] in listed  # the version listing marks it too
     bad = mk("impact", "transactions", "--key", "customer_id", ok=False)
     assert bad.exit_code == 2 and "--key must be COLUMN=VALUE" in bad.stderr
