@@ -41,7 +41,7 @@ from modelkeep.registry.types import Version
 from modelkeep.registry.wire import from_wire, to_wire
 from modelkeep.store.chunking import cut, segments
 from modelkeep.store.digest import Digest
-from modelkeep.store.manifest import ChunkRef, FileEntry, Manifest
+from modelkeep.store.manifest import ChunkRef, Destination, FileEntry, Manifest
 
 __all__ = ["PushResult", "PullResult", "push_files", "upload", "pull_files", "download"]
 
@@ -305,20 +305,11 @@ def download(
     version = from_wire(Version, doc["version"])
     manifest = Manifest.from_bytes(json.dumps(doc["manifest"]).encode())
     exact = f"{version.artifact}@{version.version}"
-    root = Path(dest).expanduser().absolute()
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InvalidPath(f"cannot create {root}: {exc.strerror}") from None
-    real_root = root.resolve()
+    into = Destination(dest)
     fetched = cached = chunks_fetched = 0
     with ThreadPoolExecutor(jobs, thread_name_prefix="mk-fetch") as pool:
         for entry in manifest:
-            target = root / entry.path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            parent = target.parent.resolve()
-            if parent != real_root and real_root not in parent.parents:
-                raise InvalidPath(f"refusing to write {entry.path}: a symlink under {root} leads outside it")
+            target = into.target(entry.path)
             f, c, n = _write_file(http, exact, entry, target, cache, pool, batch_bytes, progress)
             fetched, cached, chunks_fetched = fetched + f, cached + c, chunks_fetched + n
     if cache.enabled:

@@ -27,7 +27,7 @@ from modelkeep.db import schema
 from modelkeep.db.engine import make_engine, make_sessionmaker
 from modelkeep.db.models import ManifestRow, VersionRow, utcnow
 from modelkeep.db.uow import UnitOfWork
-from modelkeep.errors import ChunkNotFound, InvalidInput, InvalidPath, InvalidRef, StorageError
+from modelkeep.errors import ChunkNotFound, InvalidInput, InvalidRef, StorageError
 from modelkeep.registry import aliases as _aliases
 from modelkeep.registry import audit as _audit
 from modelkeep.registry import artifacts as _artifacts
@@ -62,7 +62,7 @@ from modelkeep.registry.types import (
     VersionKey,
 )
 from modelkeep.store.chunkstore import ChunkStore, open_store
-from modelkeep.store.manifest import Manifest
+from modelkeep.store.manifest import Destination, Manifest
 
 # retention and signatures
 from modelkeep.registry import retention as _retention
@@ -283,18 +283,9 @@ class EmbeddedRegistry(Governance, Registry):
 
     def pull(self, ref: RefLike, dest: str | Path, *, progress: Progress | None = None) -> Version:
         version, manifest = self._uow.read(lambda db: self._with_manifest(db, _parse(ref)))
-        root = Path(dest).expanduser().absolute()
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise InvalidPath(f"cannot create {root}: {exc.strerror}") from None
-        real_root = root.resolve()
+        into = Destination(dest)
         for entry in manifest:
-            target = root / entry.path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            parent = target.parent.resolve()
-            if parent != real_root and real_root not in parent.parents:
-                raise InvalidPath(f"refusing to write {entry.path}: a symlink under {root} leads outside it")
+            target = into.target(entry.path)
             self._store.read_file(entry, target, progress=progress)
             if entry.executable:
                 mode = target.stat().st_mode

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -28,6 +27,7 @@ from modelkeep.store import codec
 from modelkeep.store.backends import Backend, open_backend
 from modelkeep.store.chunking import MAX_CHUNK, cut, segments
 from modelkeep.store.digest import Digest
+from modelkeep.store.gc import GC_GENERATION
 from modelkeep.store.index import Index
 from modelkeep.store.manifest import ChunkRef, FileEntry, Manifest, normalize_path
 from modelkeep.store.packs import PACK_TARGET, PackWriter, pack_name
@@ -45,8 +45,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int], None]
-GC_GENERATION = "locks/gc-generation"
-_IN_FLIGHT = 3  # encoded blocks waiting to be written
+_IN_FLIGHT = 3  # segments being cut and encoded ahead of the one whose chunk list is collected
 _READ_BATCH = 8 * 1024 * 1024
 
 
@@ -297,22 +296,22 @@ class UploadSession:
         refs: list[ChunkRef] = []
         tasks: deque[Future] = deque()
         done = 0
-        for seg in segs:
-            tasks.append(workers.submit(self._put_segment, path, seg, packer))
-            while len(tasks) > _IN_FLIGHT:
-                part, n = tasks.popleft().result()
-                refs.extend(part)
-                done += n
-                self.total_bytes += n
-                if progress:
-                    progress(n)
-        while tasks:
+
+        def settle() -> None:  # results in file order: refs must follow the bytes
+            nonlocal done
             part, n = tasks.popleft().result()
             refs.extend(part)
             done += n
             self.total_bytes += n
             if progress:
                 progress(n)
+
+        for seg in segs:
+            tasks.append(workers.submit(self._put_segment, path, seg, packer))
+            while len(tasks) > _IN_FLIGHT:
+                settle()
+        while tasks:
+            settle()
         digest = hashing.result()
         if done != size or sum(r.size for r in refs) != size:
             raise InvalidPath(f"{path} changed while being read")
@@ -531,7 +530,3 @@ def _encode_block(view: memoryview, new: list[tuple[int, int, bytes]], plan: cod
 def open_store(url: str) -> ChunkStore:
     """``file:///path`` (or a path), ``memory://name``. Unknown schemes raise InvalidURI."""
     return ChunkStore(open_backend(url))
-
-
-def _now() -> float:
-    return time.time()

@@ -11,15 +11,16 @@ upload) may still be about to reference them.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 import uuid
 from typing import TYPE_CHECKING
 
 from modelkeep.store.digest import Digest
-from modelkeep.store.packs import PackWriter, pack_name
+from modelkeep.store.packs import PACK_TARGET, PackWriter, pack_name
 
-GC_GENERATION = "locks/gc-generation"
+GC_GENERATION = "locks/gc-generation"  # rewritten by every gc that removes packs
 
 if TYPE_CHECKING:
     from modelkeep.store.chunkstore import ChunkStore, StoreGc
@@ -42,7 +43,7 @@ def collect(
         idx = store.index
         now = time.time()
         infos = {i.name: i for i in backend.list("packs/") if i.name.endswith(".pack")}
-        deleted = repacked = chunks_deleted = freed = young = 0
+        chunks_deleted = freed = young = 0
         kept_copy: set[bytes] = set()  # live chunks already kept in some pack
         to_delete: list[str] = []
         to_repack: list[tuple[str, list]] = []
@@ -87,7 +88,7 @@ def collect(
                 if writer is None:
                     writer = PackWriter(backend)
                 writer.add(e.digest, e.codec, [blob], e.raw)
-                if writer.size >= 32 * 1024 * 1024:
+                if writer.size >= PACK_TARGET:
                     new_packs.append(writer.seal())
                     writer = None
         if writer is not None:
@@ -101,15 +102,12 @@ def collect(
             backend.put(GC_GENERATION, uuid.uuid4().hex.encode())
         for pack_id in gone:
             backend.delete(pack_name(pack_id))
-            deleted += 1
         _sweep_temp(store, now - grace_seconds)
         return StoreGc(len(to_delete), len(to_repack), chunks_deleted, freed, young, False)
 
 
 def _sweep_temp(store: ChunkStore, before: float) -> None:
     """Remove temp files left by pushes that were killed."""
-    import os
-
     tmpdir = store.backend.local_temp_dir()
     if not tmpdir or not os.path.isdir(tmpdir):
         return

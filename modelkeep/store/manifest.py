@@ -14,11 +14,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from modelkeep.errors import InvalidInput, InvalidPath
 from modelkeep.store.digest import Digest, hash_bytes
 
-__all__ = ["ChunkRef", "FileEntry", "Manifest", "normalize_path", "MAX_PATH_LENGTH"]
+__all__ = ["ChunkRef", "FileEntry", "Manifest", "Destination", "normalize_path", "MAX_PATH_LENGTH"]
 
 MAX_PATH_LENGTH = 4096
 
@@ -144,3 +145,29 @@ class Manifest:
 
 def _canonical(obj: object) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class Destination:
+    """The folder a pull writes into; every file lands inside it, whatever symlinks it holds.
+
+    Manifest paths are already relative and normalized; what remains is a symlink
+    under the folder (made by someone else, or left by an earlier pull) that would
+    lead a write outside it, which ``target`` refuses.
+    """
+
+    def __init__(self, dest: str | Path) -> None:
+        self.root = Path(dest).expanduser().absolute()
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InvalidPath(f"cannot create {self.root}: {exc.strerror}") from None
+        self._real = self.root.resolve()
+
+    def target(self, path: str) -> Path:
+        """Where the manifest file ``path`` goes (its parent folders created). Raises InvalidPath."""
+        target = self.root / normalize_path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        parent = target.parent.resolve()
+        if parent != self._real and self._real not in parent.parents:
+            raise InvalidPath(f"refusing to write {path}: a symlink under {self.root} leads outside it")
+        return target

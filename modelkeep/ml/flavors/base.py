@@ -16,6 +16,8 @@ guessed from file names at load time.
 
 from __future__ import annotations
 
+import abc
+
 import importlib
 import json
 from collections.abc import Mapping
@@ -93,23 +95,23 @@ def read_info(root: Path) -> ModelInfo:
     return ModelInfo(doc["flavor"], data, libraries)
 
 
-class Flavor:
-    """One way of storing models. Subclasses set ``name`` and ``extra`` and override the methods."""
+class Flavor(abc.ABC):
+    """One way of storing models. Subclasses set ``name`` and ``extra`` and implement the abstract methods."""
 
     name: ClassVar[str]
     extra: ClassVar[str | None] = None  # the pip extra that installs the framework
 
+    @abc.abstractmethod
     def accepts(self, obj: Any) -> bool:
         """True when ``obj`` is a model of this flavor (without importing the framework)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def save(self, obj: Any, dest: Path, options: Mapping[str, Any]) -> Saved:
         """Write ``obj`` as files under the empty folder ``dest``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def load(self, root: Path, info: ModelInfo, *, allow_pickle: bool, options: Mapping[str, Any]) -> Any:
         """Rebuild the model from the files under ``root`` (never unpickles unless ``allow_pickle``)."""
-        raise NotImplementedError
 
     def predict(self, model: Any, inputs: Any) -> Any:
         """Call the model on ``inputs``."""
