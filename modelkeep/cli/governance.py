@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.markup import escape
 from typer.core import TyperGroup
@@ -145,7 +146,7 @@ def policy_set(
 ) -> None:
     """Save FILE as the next revision of NAME's promotion policy (refused, with the line, if invalid)."""
     if str(file) == "-":
-        document = click.get_text_stream("stdin").read()
+        document = sys.stdin.read()
     else:
         try:
             document = file.read_text(encoding="utf-8")
@@ -205,7 +206,7 @@ def policy_check(ctx: typer.Context, ref: RefArg, json_: JsonOpt = False) -> Non
 class _ApproveGroup(TyperGroup):
     """``mk approve REF`` approves; ``mk approve request|pending|log ...`` are subcommands."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
         if args and args[0] not in self.commands and not args[0].startswith("-"):
             args = ["grant", *args]
         return super().parse_args(ctx, args)
