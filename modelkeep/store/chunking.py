@@ -1,11 +1,21 @@
 """Where files are cut into chunks.
 
-A file is first split into *segments*; each segment is cut independently by
-FastCDC (64 KiB average, 16 KiB min, 256 KiB max), so every segment boundary is
-also a chunk boundary. A plain file is one segment. A ``.safetensors`` file has
-one segment for its header and one per tensor, so a fine-tune that rewrites
-some tensors shares every chunk of the others, and growing the header (which
-shifts every tensor) costs only the header's chunks.
+A file is first split into *segments*, and every segment boundary is also a
+chunk boundary. A plain file is one segment. A ``.safetensors`` file has one
+segment for its header and one per tensor, so a fine-tune that rewrites some
+tensors shares every chunk of the others, and growing the header (which shifts
+every tensor) costs only the header's chunks.
+
+Opaque segments (plain files, safetensors headers, gaps) are cut by FastCDC
+(64 KiB average, 16 KiB min, 256 KiB max), so an insertion moves only the
+chunks around it. Tensor segments are cut every 64 KiB from the tensor's first
+byte (a last piece under 16 KiB joins the chunk before it): a tensor's bytes
+never shift inside it, since its shape fixes where every element lives. A
+fine-tune rewrites values in place; rows appended to a row-major tensor leave
+every earlier chunk as it was; a reshape rewrites the tensor either way. So
+content-defined cuts would find the same boundaries inside a tensor while
+costing ~0.2 s of CPU per GiB; the tensor boundaries themselves come from the
+content (the header), which is what keeps shifted tensors deduplicated.
 
 Segments also carry the element size of float tensors, which the codec uses to
 group bytes by significance before compressing.
@@ -16,13 +26,13 @@ from __future__ import annotations
 import json
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
 import pyfastcdc
 
-__all__ = ["Segment", "segments", "cut", "AVG_CHUNK", "MIN_CHUNK", "MAX_CHUNK", "BLOCK"]
+__all__ = ["Segment", "segments", "cut", "tensor_chunks", "AVG_CHUNK", "MIN_CHUNK", "MAX_CHUNK", "BLOCK"]
 
 AVG_CHUNK = 64 * 1024
 MIN_CHUNK = 16 * 1024
@@ -39,6 +49,7 @@ class Segment:
     start: int
     end: int
     elem: int  # element size of a float tensor (2, 4, 8), or 0: opaque bytes
+    tensor: bool = False  # the bytes of one tensor: fixed-size chunks from its start
 
 
 def segments(f: BinaryIO, size: int, name: str) -> list[Segment]:
@@ -87,20 +98,71 @@ def _safetensors_segments(f: BinaryIO, size: int) -> list[Segment] | None:
             return None
         if begin > pos:
             out.append(Segment(pos, begin, 0))
-        out.append(Segment(begin, end, elem if (begin - base) % max(elem, 1) == 0 else 0))
+        out.append(Segment(begin, end, elem if (begin - base) % max(elem, 1) == 0 else 0, True))
         pos = end
     if pos < size:
         out.append(Segment(pos, size, 0))
     return out
 
 
-def cut(f: BinaryIO, seg: Segment, block: int = BLOCK) -> Iterator[tuple[int, memoryview, list[tuple[int, int]]]]:
+Buffers = Callable[[int], memoryview]
+
+
+def _fresh(n: int) -> memoryview:
+    return memoryview(bytearray(n))
+
+
+def cut(
+    f: BinaryIO, seg: Segment, block: int = BLOCK, into: Buffers = _fresh
+) -> Iterator[tuple[int, memoryview, list[tuple[int, int]]]]:
     """Yield blocks of ``seg`` with their chunks: (file offset, block bytes, [(offset in block, length)]).
 
-    Reads ``block`` bytes at a time (more than MAX_CHUNK). FastCDC restarts its search at every cut point, so
-    cutting a block and carrying the unfinished last chunk into the next block gives
-    exactly the chunks of cutting the whole segment at once.
+    Reads about ``block`` bytes at a time (more than MAX_CHUNK) into buffers from
+    ``into(nbytes)``; a caller that reuses buffers must not hand out one whose
+    bytes it still needs. Cutting by blocks gives exactly the chunks of cutting
+    the whole segment at once.
     """
+    if seg.tensor:
+        yield from _cut_tensor(f, seg, block, into)
+    else:
+        yield from _cut_cdc(f, seg, block, into)
+
+
+def tensor_chunks(size: int) -> list[int]:
+    """Chunk lengths of a tensor segment of ``size`` bytes."""
+    full, rest = divmod(size, AVG_CHUNK)
+    lengths = [AVG_CHUNK] * full
+    if rest:
+        if lengths and rest < MIN_CHUNK:
+            lengths[-1] += rest
+        else:
+            lengths.append(rest)
+    return lengths
+
+
+def _cut_tensor(f: BinaryIO, seg: Segment, block: int, into: Buffers):
+    lengths = tensor_chunks(seg.end - seg.start)
+    f.seek(seg.start)
+    pos = seg.start
+    i = 0
+    while i < len(lengths):
+        chunks: list[tuple[int, int]] = []
+        size = 0
+        while i < len(lengths) and (not chunks or size + lengths[i] <= block):
+            chunks.append((size, lengths[i]))
+            size += lengths[i]
+            i += 1
+        view = into(size)
+        if _readinto_exact(f, view) != size:
+            raise OSError(f"file changed while being read (expected {size} more bytes)")
+        yield pos, view, chunks
+        pos += size
+
+
+def _cut_cdc(f: BinaryIO, seg: Segment, block: int, into: Buffers):
+    # FastCDC restarts its search at every cut point, so cutting a block and
+    # carrying the unfinished last chunk into the next block gives exactly the
+    # chunks of cutting the whole segment at once.
     cdc = pyfastcdc.FastCDC(AVG_CHUNK - MIN_CHUNK, min_size=MIN_CHUNK, max_size=MAX_CHUNK)
     f.seek(seg.start)
     pos = seg.start
@@ -108,9 +170,8 @@ def cut(f: BinaryIO, seg: Segment, block: int = BLOCK) -> Iterator[tuple[int, me
     remaining = seg.end - seg.start
     while True:
         n = min(block, remaining)
-        buf = bytearray(len(carry) + n)
-        buf[: len(carry)] = carry
-        view = memoryview(buf)
+        view = into(len(carry) + n)
+        view[: len(carry)] = carry
         got = _readinto_exact(f, view[len(carry) :])
         if got != n:
             raise OSError(f"file changed while being read (expected {n} more bytes, got {got})")

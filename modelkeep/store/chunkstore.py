@@ -17,7 +17,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import blake3
@@ -31,6 +31,7 @@ from modelkeep.store.gc import GC_GENERATION
 from modelkeep.store.index import Index
 from modelkeep.store.manifest import ChunkRef, FileEntry, Manifest, normalize_path
 from modelkeep.store.packs import PACK_TARGET, PackWriter, pack_name
+from modelkeep.store.planes import shuffle
 
 __all__ = [
     "ChunkStore",
@@ -151,7 +152,9 @@ class ChunkStore:
 
         The bytes go to a unique temp file beside ``dest``, renamed over it only when
         every chunk has been verified, so ``dest`` never holds bad or partial bytes.
-        Raises CorruptData naming the file and chunk.
+        Chunks that follow one another in a pack are read with one call, decoded
+        straight into a reused buffer, verified, and written with one call; two
+        threads take turns over such runs. Raises CorruptData naming the file and chunk.
         """
         dest = Path(dest)
         tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.mk-tmp")
@@ -162,36 +165,22 @@ class ChunkStore:
                     os.posix_fallocate(fd, 0, entry.size)
                 except OSError:
                     pass
-            batches: list[list[tuple[int, ChunkRef]]] = []
-            cur: list[tuple[int, ChunkRef]] = []
-            pos = size = 0
-            for c in entry.chunks:
-                cur.append((pos, c))
-                pos += c.size
-                size += c.size
-                if size >= _READ_BATCH:
-                    batches.append(cur)
-                    cur, size = [], 0
-            if cur:
-                batches.append(cur)
+            runs = self._read_runs(entry)
+            local = threading.local()
 
-            def work(batch: list[tuple[int, ChunkRef]]) -> int:
-                n = 0
-                for off, c in batch:
-                    try:
-                        data = self.read_chunk(c.digest)
-                    except CorruptData as exc:
-                        raise CorruptData(f"{entry.path}: {exc}") from None
-                    except ChunkNotFound as exc:
-                        raise CorruptData(f"{entry.path}: {exc}") from None
-                    if len(data) != c.size:
-                        raise CorruptData(f"{entry.path}: chunk {c.digest} has {len(data)} bytes, expected {c.size}")
-                    os.pwrite(fd, data, off)
-                    n += c.size
-                return n
+            def work(run: _Run) -> int:
+                out = self._decode_run(entry, run, local)
+                _pwrite_all(fd, out, run.file_offset)
+                return len(out)
 
-            with ThreadPoolExecutor(2) as pool:
-                for n in pool.map(work, batches):
+            if len(runs) > 1:
+                with ThreadPoolExecutor(2, thread_name_prefix="mk-pull") as pool:
+                    for n in pool.map(work, runs):
+                        if progress:
+                            progress(n)
+            else:
+                for run in runs:
+                    n = work(run)
                     if progress:
                         progress(n)
             os.ftruncate(fd, entry.size)
@@ -201,6 +190,61 @@ class ChunkStore:
             raise
         os.close(fd)
         os.replace(tmp, dest)
+
+    def _read_runs(self, entry: FileEntry) -> list[_Run]:
+        """Group the file's chunks into runs that lie back to back in one pack."""
+        runs: list[_Run] = []
+        run: _Run | None = None
+        pos = 0
+        for c in entry.chunks:
+            loc = self._locate(c.digest.raw)
+            if loc is None:
+                raise CorruptData(f"{entry.path}: chunk {c.digest} is missing from the store")
+            pack_id, off, stored, raw, kind = loc
+            if raw != c.size:
+                raise CorruptData(f"{entry.path}: chunk {c.digest} has {raw} bytes, expected {c.size}")
+            if (
+                run is None
+                or run.pack != pack_id
+                or run.pack_offset + run.stored != off
+                or run.raw + raw > _READ_BATCH
+            ):
+                run = _Run(pack_id, off, pos)
+                runs.append(run)
+            run.items.append((c, run.stored, stored, kind))
+            run.stored += stored
+            run.raw += raw
+            pos += raw
+        return runs
+
+    def _decode_run(self, entry: FileEntry, run: _Run, local: threading.local) -> memoryview:
+        """The verified bytes of one run, in this thread's reused output buffer."""
+        blob = _grow(local, "blob", run.stored)
+        out = _grow(local, "out", run.raw)
+        try:
+            self.backend.read_into(pack_name(run.pack), run.pack_offset, blob)
+        except ChunkNotFound:  # a repack moved these chunks since the index was read
+            pos = 0
+            for c, _, _, _ in run.items:
+                try:
+                    out[pos : pos + c.size] = self.read_chunk(c.digest)
+                except (CorruptData, ChunkNotFound) as exc:
+                    raise CorruptData(f"{entry.path}: {exc}") from None
+                pos += c.size
+            return out
+        pos = 0
+        for c, at, stored, kind in run.items:
+            dst = out[pos : pos + c.size]
+            try:
+                codec.decode_into(kind, blob[at : at + stored], dst)
+            except CorruptData as exc:
+                raise CorruptData(f"{entry.path}: chunk {c.digest} in pack {run.pack}: {exc}") from None
+            if blake3.blake3(dst).digest() != c.digest.raw:
+                raise CorruptData(
+                    f"{entry.path}: chunk {c.digest} in pack {run.pack} is corrupt (its bytes do not match its digest)"
+                )
+            pos += c.size
+        return out
 
     # -- accounting and maintenance ----------------------------------------------
 
@@ -266,6 +310,7 @@ class UploadSession:
         self._writer: PackWriter | None = None
         self._pending: set[bytes] = set()
         self._claim = threading.Lock()
+        self._local = threading.local()  # per thread: the ring of block buffers
         self._closed = False
         self.new_bytes = 0
         self.total_bytes = 0
@@ -320,22 +365,27 @@ class UploadSession:
     def _put_segment(self, path: str | Path, seg, packer) -> tuple[list[ChunkRef], int]:
         """Cut, hash, claim and encode one segment; hand encoded chunks to the packer."""
         refs: list[ChunkRef] = []
-        writing: Future | None = None
+        ring = self._ring()
         plan = None
-        with open(path, "rb") as f:
-            for block_off, view, cuts in cut(f, seg):
-                if plan is None:
-                    plan = codec.plan_for(view, seg.elem)
-                phase = (block_off - seg.start) % seg.elem if plan.elem else 0
-                digests, items = self._hash_and_encode(view, cuts, plan, phase)
-                refs.extend(ChunkRef(Digest(d), ln) for d, (_, ln) in zip(digests, cuts))
-                if items:
-                    if writing is not None:  # at most one block per segment waits: bounded memory
-                        writing.result()
-                    writing = packer.submit(self._write, items)
-        if writing is not None:
-            writing.result()
+        try:
+            with open(path, "rb") as f:
+                for block_off, view, cuts in cut(f, seg, into=ring.take):
+                    if plan is None:
+                        plan = codec.plan_for(view, seg.elem)
+                    phase = (block_off - seg.start) % seg.elem if plan.elem else 0
+                    digests, items = self._hash_and_encode(view, cuts, plan, phase, ring.scratch)
+                    refs.extend(ChunkRef(Digest(d), ln) for d, (_, ln) in zip(digests, cuts))
+                    if items:  # the slot's buffers stay untouched until this write is done
+                        ring.hold(packer.submit(self._write, items))
+        finally:
+            ring.drain()
         return refs, seg.end - seg.start
+
+    def _ring(self) -> _Ring:
+        ring = getattr(self._local, "ring", None)
+        if ring is None:
+            ring = self._local.ring = _Ring()
+        return ring
 
     def _threads(self) -> tuple[ThreadPoolExecutor, ThreadPoolExecutor, ThreadPoolExecutor]:
         if not self._pools:
@@ -348,7 +398,14 @@ class UploadSession:
             self._sealer = self._pools[3]
         return self._pools[0], self._pools[1], self._pools[2]
 
-    def _hash_and_encode(self, view: memoryview, cuts: list[tuple[int, int]], plan: codec.Plan, phase: int):
+    def _hash_and_encode(
+        self,
+        view: memoryview,
+        cuts: list[tuple[int, int]],
+        plan: codec.Plan,
+        phase: int,
+        scratch: Callable[[int], memoryview] | None = None,
+    ):
         digests = [blake3.blake3(view[off : off + ln]).digest() for off, ln in cuts]
         new: list[tuple[int, int, bytes]] = []
         with self._claim:
@@ -358,7 +415,7 @@ class UploadSession:
                 self._pending.add(d)
                 new.append((off, ln, d))
                 self.new_bytes += ln
-        return digests, (_encode_block(view, new, plan, phase) if new else [])
+        return digests, (_encode_block(view, new, plan, phase, scratch) if new else [])
 
     def put_chunks(self, chunks: Iterable[tuple[Digest, bytes | memoryview, int, int]]) -> int:
         """Store chunks cut elsewhere (a remote client's upload): ``(digest, bytes, elem, phase)`` each.
@@ -472,6 +529,33 @@ class UploadSession:
             self._lock_cm.__exit__(None, None, None)
 
 
+@dataclass(slots=True)
+class _Run:
+    """Chunks of one file stored back to back in one pack: read with one call."""
+
+    pack: str
+    pack_offset: int
+    file_offset: int
+    stored: int = 0
+    raw: int = 0
+    items: list = field(default_factory=list)  # (ChunkRef, offset in run, stored, codec)
+
+
+def _grow(local: threading.local, name: str, n: int) -> memoryview:
+    buf = getattr(local, name, None)
+    if buf is None or len(buf) < n:
+        buf = bytearray(n)
+        setattr(local, name, buf)
+    return memoryview(buf)[:n]
+
+
+def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
+    while data:
+        n = os.pwrite(fd, data, offset)
+        data = data[n:]
+        offset += n
+
+
 def _file_digest(path: str | Path) -> Digest:
     h = blake3.blake3()
     buf = bytearray(8 * 1024 * 1024)
@@ -502,8 +586,18 @@ _THREAD_ABOVE = 4 * 1024 * 1024
 _RUN_BYTES = 8 * 1024 * 1024  # put_chunks: largest block encoded at once
 
 
-def _encode_block(view: memoryview, new: list[tuple[int, int, bytes]], plan: codec.Plan, phase: int):
-    """Encode the new chunks of one block: [(digest, codec, parts, raw length)]."""
+def _encode_block(
+    view: memoryview,
+    new: list[tuple[int, int, bytes]],
+    plan: codec.Plan,
+    phase: int,
+    scratch: Callable[[int], memoryview] | None = None,
+):
+    """Encode the new chunks of one block: [(digest, codec, parts, raw length)].
+
+    Float chunks' byte planes are grouped into ``scratch(nbytes)`` (a fresh
+    buffer when None); the parts returned may point into it and into ``view``.
+    """
     out = []
     e = plan.elem
     if not e:
@@ -515,9 +609,11 @@ def _encode_block(view: memoryview, new: list[tuple[int, int, bytes]], plan: cod
 
     head0 = (e - phase) % e  # first byte of the block that starts an element
     n = max(0, (len(view) - head0) // e)
-    # One transpose per block, not per chunk: each chunk's planes are then
+    # One grouping per block, not per chunk: each chunk's planes are then
     # contiguous slices of the block's planes.
-    planes = np.frombuffer(view, dtype=np.uint8, offset=min(head0, len(view)), count=n * e).reshape(n, e).T.copy()
+    buf = scratch(n * e) if scratch is not None else memoryview(bytearray(n * e))
+    shuffle(view[head0 : head0 + n * e], e, buf)
+    planes = np.frombuffer(buf, dtype=np.uint8, count=n * e).reshape(e, n)
     for off, ln, d in new:
         first = off + ((head0 - off) % e)
         k0 = (first - head0) // e
@@ -525,6 +621,54 @@ def _encode_block(view: memoryview, new: list[tuple[int, int, bytes]], plan: cod
         kind, parts = codec.encode_planes(view, planes, plan, off, ln, first, k0, k1)
         out.append((d, kind, parts, ln))
     return out
+
+
+class _Ring:
+    """Block buffers one worker thread reuses: fresh memory costs a page fault per 4 KiB.
+
+    ``take`` moves to the next slot, first waiting for the write that still reads
+    that slot's buffers (``hold`` records it), so no buffer is overwritten while
+    the packer writes from it. Buffers grow to the largest block seen.
+    """
+
+    SLOTS = 2
+
+    def __init__(self) -> None:
+        self._bufs: list[bytearray] = [bytearray() for _ in range(self.SLOTS)]
+        self._scratch: list[bytearray] = [bytearray() for _ in range(self.SLOTS)]
+        self._held: list[Future | None] = [None] * self.SLOTS
+        self._slot = self.SLOTS - 1
+
+    def take(self, n: int) -> memoryview:
+        self._slot = (self._slot + 1) % self.SLOTS
+        self._wait(self._slot)
+        if len(self._bufs[self._slot]) < n:
+            self._bufs[self._slot] = bytearray(n)
+        return memoryview(self._bufs[self._slot])[:n]
+
+    def scratch(self, n: int) -> memoryview:
+        if len(self._scratch[self._slot]) < n:
+            self._scratch[self._slot] = bytearray(n)
+        return memoryview(self._scratch[self._slot])[:n]
+
+    def hold(self, fut: Future) -> None:
+        self._held[self._slot] = fut
+
+    def drain(self) -> None:
+        """Wait for every write still reading these buffers; raise the first failure."""
+        failure: BaseException | None = None
+        for i in range(self.SLOTS):
+            try:
+                self._wait(i)
+            except BaseException as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+
+    def _wait(self, i: int) -> None:
+        fut, self._held[i] = self._held[i], None
+        if fut is not None:
+            fut.result()
 
 
 def open_store(url: str) -> ChunkStore:

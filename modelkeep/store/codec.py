@@ -30,11 +30,12 @@ from typing import TYPE_CHECKING
 import zstandard
 
 from modelkeep.errors import CorruptData
+from modelkeep.store.planes import unshuffle
 
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["RAW", "ZSTD", "PLANES", "Plan", "plan_for", "encode", "encode_planes", "decode"]
+__all__ = ["RAW", "ZSTD", "PLANES", "Plan", "plan_for", "encode", "encode_planes", "decode", "decode_into"]
 
 RAW, ZSTD, PLANES = 0, 1, 2
 _PAYS = 0.92  # keep a compressed form only when it is at most this share of the raw one
@@ -143,30 +144,43 @@ def encode_planes(
 
 def decode(codec: int, blob: bytes | memoryview, raw_len: int) -> bytes | memoryview:
     """Decode one chunk to exactly ``raw_len`` bytes or raise CorruptData."""
+    if codec == RAW:
+        if len(blob) != raw_len:
+            raise CorruptData(f"chunk decodes to {len(blob)} bytes, expected {raw_len}")
+        return blob
+    out = bytearray(raw_len)
+    decode_into(codec, blob, memoryview(out))
+    return out
+
+
+def decode_into(codec: int, blob: bytes | memoryview, dst: memoryview) -> None:
+    """Decode one chunk into ``dst``, which it must fill exactly, or raise CorruptData."""
+    raw_len = len(dst)
     try:
         if codec == RAW:
-            out = blob
+            if len(blob) != raw_len:
+                raise CorruptData(f"chunk decodes to {len(blob)} bytes, expected {raw_len}")
+            dst[:] = blob
         elif codec == ZSTD:
             out = _codecs().d.decompress(blob, max_output_size=raw_len)
+            if len(out) != raw_len:
+                raise CorruptData(f"chunk decodes to {len(out)} bytes, expected {raw_len}")
+            dst[:] = out
         elif codec == PLANES:
-            out = _decode_planes(memoryview(blob), raw_len)
+            _decode_planes(memoryview(blob), dst)
         else:
             raise CorruptData(f"unknown chunk codec {codec}")
     except (zstandard.ZstdError, struct.error, ValueError) as exc:
         raise CorruptData(f"chunk does not decode: {exc}") from None
-    if len(out) != raw_len:
-        raise CorruptData(f"chunk decodes to {len(out)} bytes, expected {raw_len}")
-    return out
 
 
-def _decode_planes(mv: memoryview, raw_len: int) -> memoryview:
-    import numpy as np
-
+def _decode_planes(mv: memoryview, dst: memoryview) -> None:
+    raw_len = len(dst)
     e, head, tail = struct.unpack_from("<BBB", mv, 0)
     if e not in (2, 4, 8) or head >= e or tail >= e:
         raise ValueError("bad plane header")
     n = (raw_len - head - tail) // e
-    if n * e + head + tail != raw_len:
+    if n < 0 or n * e + head + tail != raw_len:
         raise ValueError("plane sizes do not add up")
     pos = 3
     methods = []
@@ -174,12 +188,13 @@ def _decode_planes(mv: memoryview, raw_len: int) -> memoryview:
         m, ln = struct.unpack_from("<BI", mv, pos)
         methods.append((m, ln))
         pos += 5
-    out = np.empty(raw_len, dtype=np.uint8)
-    out[:head] = np.frombuffer(mv, dtype=np.uint8, offset=pos, count=head)
+    if pos + head > len(mv):
+        raise ValueError("truncated plane header")
+    dst[:head] = mv[pos : pos + head]
     pos += head
-    grid = out[head : head + n * e].reshape(n, e)
     d = _codecs().d
-    for i, (m, ln) in enumerate(methods):
+    planes: list[bytes | memoryview] = []
+    for m, ln in methods:
         part = mv[pos : pos + ln]
         if len(part) != ln:
             raise ValueError("truncated plane")
@@ -190,8 +205,8 @@ def _decode_planes(mv: memoryview, raw_len: int) -> memoryview:
             raise ValueError(f"bad plane method {m}")
         if len(part) != n:
             raise ValueError("plane has the wrong length")
-        grid[:, i] = np.frombuffer(part, dtype=np.uint8)
+        planes.append(part)
     if pos + tail != len(mv):
         raise ValueError("trailing bytes after planes")
-    out[head + n * e :] = np.frombuffer(mv, dtype=np.uint8, offset=pos, count=tail)
-    return memoryview(out)  # no copy: hashing and writing take any buffer
+    unshuffle(planes, dst[head : head + n * e])
+    dst[head + n * e :] = mv[pos:]

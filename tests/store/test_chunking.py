@@ -7,7 +7,7 @@ import numpy as np
 import pyfastcdc
 
 from modelkeep.store import codec
-from modelkeep.store.chunking import AVG_CHUNK, MAX_CHUNK, MIN_CHUNK, Segment, cut, segments
+from modelkeep.store.chunking import AVG_CHUNK, MAX_CHUNK, MIN_CHUNK, Segment, cut, segments, tensor_chunks
 
 from .conftest import model_tensors, write_safetensors
 
@@ -74,3 +74,24 @@ def test_corrupt_blob_does_not_decode():
         codec.decode(codec.PLANES, b"\x04\x00\x00" + b"\x00" * 5, 100)
     with pytest.raises(CorruptData):
         codec.decode(9, b"x", 1)
+
+
+def test_tensor_segments_are_cut_every_64k_from_the_tensor_start():
+    assert tensor_chunks(3 * AVG_CHUNK) == [AVG_CHUNK] * 3
+    assert tensor_chunks(3 * AVG_CHUNK + MIN_CHUNK) == [AVG_CHUNK] * 3 + [MIN_CHUNK]
+    assert tensor_chunks(3 * AVG_CHUNK + 100) == [AVG_CHUNK] * 2 + [AVG_CHUNK + 100]  # a tiny tail joins
+    assert tensor_chunks(100) == [100] and tensor_chunks(0) == []
+    # the same tensor bytes at two file offsets give the same chunks
+    payload = os.urandom(5 * AVG_CHUNK + 777)
+    got = []
+    for shift in (0, 104):
+        data = b"h" * (8 + shift) + payload
+        seg = Segment(8 + shift, len(data), 4, True)
+        cuts = []
+        for base, view, chunks in cut(io.BytesIO(data), seg, block=2 * AVG_CHUNK):
+            for off, ln in chunks:
+                assert bytes(view[off : off + ln]) == data[base + off : base + off + ln]
+                cuts.append((base + off - seg.start, ln))
+        got.append(cuts)
+    assert got[0] == got[1]
+    assert [ln for _, ln in got[0]] == tensor_chunks(len(payload))

@@ -47,6 +47,10 @@ class Backend(abc.ABC):
     def get_range(self, name: str, offset: int, length: int) -> bytes:
         """Return ``length`` bytes at ``offset``. Raises ChunkNotFound when absent."""
 
+    def read_into(self, name: str, offset: int, view: memoryview) -> None:
+        """Fill ``view`` with the bytes at ``offset``. Raises ChunkNotFound when absent or short."""
+        view[:] = self.get_range(name, offset, len(view))
+
     @abc.abstractmethod
     def open_reader(self, name: str) -> BinaryIO:
         """A seekable binary reader of the object (caller closes it)."""

@@ -1,0 +1,54 @@
+"""Byte-plane grouping: the native helper when it was built, numpy otherwise.
+
+``shuffle(src, elem, dst)`` writes the ``elem`` byte planes of ``src`` (byte 0 of
+every element, then byte 1, ...) one after another into ``dst``; ``unshuffle``
+does the reverse from a sequence of planes. Both give the same bytes either way;
+the native loops (modelkeep/store/_planes.c) are ~4-5x faster and release the GIL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = ["shuffle", "unshuffle", "NATIVE"]
+
+try:
+    from modelkeep.store._planes import shuffle as _shuffle, unshuffle as _unshuffle
+
+    NATIVE = True
+except ImportError:  # built without a C compiler
+    NATIVE = False
+
+
+def shuffle(src: bytes | memoryview, elem: int, dst: bytearray | memoryview) -> None:
+    """Group the bytes of ``len(src) // elem`` whole elements by significance into ``dst``."""
+    if NATIVE:
+        _shuffle(src, elem, dst)
+        return
+    import numpy as np
+
+    if elem not in (2, 4, 8):
+        raise ValueError("element size must be 2, 4 or 8")
+    if len(src) % elem or len(dst) < len(src):
+        raise ValueError("source is not whole elements, or the destination is shorter")
+    n = len(src) // elem
+    out = np.frombuffer(dst, dtype=np.uint8, count=n * elem).reshape(elem, n)
+    out[...] = np.frombuffer(src, dtype=np.uint8, count=n * elem).reshape(n, elem).T
+
+
+def unshuffle(planes: Sequence[bytes | memoryview], dst: bytearray | memoryview) -> None:
+    """Interleave ``len(planes)`` equal planes back into elements, filling ``dst`` exactly."""
+    if NATIVE:
+        _unshuffle(planes, dst)
+        return
+    import numpy as np
+
+    e = len(planes)
+    if e not in (2, 4, 8):
+        raise ValueError("element size must be 2, 4 or 8")
+    n = len(dst) // e
+    if n * e != len(dst) or any(len(p) != n for p in planes):
+        raise ValueError("planes do not fill the destination")
+    grid = np.frombuffer(dst, dtype=np.uint8).reshape(n, e)
+    for i, p in enumerate(planes):
+        grid[:, i] = np.frombuffer(p, dtype=np.uint8)

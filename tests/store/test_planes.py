@@ -1,0 +1,50 @@
+"""Byte-plane grouping: the native helper and the numpy fallback give the same bytes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from modelkeep.store import planes
+
+
+def _reference(data: bytes, e: int) -> bytes:
+    return np.frombuffer(data, dtype=np.uint8).reshape(-1, e).T.tobytes()
+
+
+@pytest.fixture(params=["native", "numpy"])
+def impl(request, monkeypatch):
+    if request.param == "numpy":
+        monkeypatch.setattr(planes, "NATIVE", False)
+    return request.param
+
+
+def test_native_helper_is_built():
+    # The install builds modelkeep/store/_planes.c; losing it would only make pulls slower, so say so loudly.
+    assert planes.NATIVE
+
+
+@pytest.mark.parametrize("e", [2, 4, 8])
+@pytest.mark.parametrize("n", [1, 7, 4096, 70_001])
+def test_shuffle_and_unshuffle_round_trip(impl, e, n):
+    data = np.random.default_rng(n * e).integers(0, 256, n * e, dtype=np.uint8).tobytes()
+    dst = bytearray(n * e)
+    planes.shuffle(data, e, dst)
+    assert bytes(dst) == _reference(data, e)
+    parts = [bytes(dst[i * n : (i + 1) * n]) for i in range(e)]
+    out = bytearray(n * e)
+    planes.unshuffle(parts, memoryview(out))
+    assert bytes(out) == data
+
+
+def test_bad_arguments_are_refused(impl):
+    with pytest.raises(ValueError):
+        planes.shuffle(b"abcdef", 4, bytearray(8))  # not whole elements
+    with pytest.raises(ValueError):
+        planes.shuffle(b"abcdefgh", 3, bytearray(8))  # element size
+    with pytest.raises(ValueError):
+        planes.shuffle(b"abcdefgh", 4, bytearray(4))  # destination too short
+    with pytest.raises(ValueError):
+        planes.unshuffle([b"ab", b"a"], bytearray(4))  # planes of unequal length
+    with pytest.raises(ValueError):
+        planes.unshuffle([b"ab", b"ab", b"ab"], bytearray(6))  # three planes
