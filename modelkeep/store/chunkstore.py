@@ -252,7 +252,7 @@ class ChunkStore:
         idx = self.index
         idx.refresh()
         stored = sum(info.size for info in self.backend.list("packs/") if info.name.endswith(".pack"))
-        return StoreStats(len(idx.packs()), len(idx), stored, idx.unique_bytes())
+        return StoreStats(idx.pack_count(), len(idx), stored, idx.unique_bytes())
 
     def fsck(self, manifests: Iterable[Manifest], *, progress: Progress | None = None) -> StoreFsck:
         from modelkeep.store.fsck import check
@@ -605,20 +605,17 @@ def _encode_block(
             kind, data = codec.encode(view[off : off + ln], plan, 0)
             out.append((d, kind, [data], ln))
         return out
-    import numpy as np
-
     head0 = (e - phase) % e  # first byte of the block that starts an element
     n = max(0, (len(view) - head0) // e)
     # One grouping per block, not per chunk: each chunk's planes are then
     # contiguous slices of the block's planes.
-    buf = scratch(n * e) if scratch is not None else memoryview(bytearray(n * e))
-    shuffle(view[head0 : head0 + n * e], e, buf)
-    planes = np.frombuffer(buf, dtype=np.uint8, count=n * e).reshape(e, n)
+    planes = scratch(n * e) if scratch is not None else memoryview(bytearray(n * e))
+    shuffle(view[head0 : head0 + n * e], e, planes)
     for off, ln, d in new:
         first = off + ((head0 - off) % e)
         k0 = (first - head0) // e
         k1 = max(k0, (off + ln - head0) // e)
-        kind, parts = codec.encode_planes(view, planes, plan, off, ln, first, k0, k1)
+        kind, parts = codec.encode_planes(view, planes, n, plan, off, ln, first, k0, k1)
         out.append((d, kind, parts, ln))
     return out
 

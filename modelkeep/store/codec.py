@@ -25,15 +25,10 @@ from __future__ import annotations
 import struct
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
 import zstandard
 
 from modelkeep.errors import CorruptData
-from modelkeep.store.planes import unshuffle
-
-if TYPE_CHECKING:
-    import numpy as np
+from modelkeep.store.planes import shuffle, unshuffle
 
 __all__ = ["RAW", "ZSTD", "PLANES", "Plan", "plan_for", "encode", "encode_planes", "decode", "decode_into"]
 
@@ -88,11 +83,10 @@ def plan_for(sample: memoryview | bytes, elem: int) -> Plan:
     c = _codecs()
     sample = sample[:_SAMPLE]
     if elem:
-        import numpy as np  # imported where used: `import modelkeep` stays light
-
         n = len(sample) // elem
-        planes = np.frombuffer(sample, dtype=np.uint8, count=n * elem).reshape(n, elem)
-        pays = tuple(len(c.plane.compress(np.ascontiguousarray(planes[:, i]))) < _PAYS * n for i in range(elem))
+        grouped = memoryview(bytearray(n * elem))
+        shuffle(memoryview(sample)[: n * elem], elem, grouped)
+        pays = tuple(len(c.plane.compress(grouped[i * n : (i + 1) * n])) < _PAYS * n for i in range(elem))
         if any(pays):
             return Plan(elem, pays, False)
         return _NOTHING
@@ -109,34 +103,35 @@ def encode(data: memoryview | bytes, plan: Plan, phase: int = 0) -> tuple[int, b
 
 
 def encode_planes(
-    block: memoryview, planes: "np.ndarray", plan: Plan, off: int, ln: int, first: int, k0: int, k1: int
+    block: memoryview, planes: memoryview, n: int, plan: Plan, off: int, ln: int, first: int, k0: int, k1: int
 ) -> tuple[int, list[bytes | memoryview]]:
-    """Encode the chunk ``block[off:off+ln]`` whose whole elements are ``planes[:, k0:k1]``.
+    """Encode the chunk ``block[off:off+ln]`` whose whole elements are ``k0:k1`` of the block's planes.
 
-    ``first`` is the block offset of element ``k0``. Returns (codec, parts to write).
+    ``planes`` holds the block's ``plan.elem`` planes of ``n`` bytes each, one after
+    another; ``first`` is the block offset of element ``k0``. Returns (codec, parts to write).
     """
     e = plan.elem
-    n = k1 - k0
+    count = k1 - k0
     chunk = block[off : off + ln]
-    if n < 64:
+    if count < 64:
         return RAW, [chunk]
     head = first - off
-    tail = ln - head - n * e
+    tail = ln - head - count * e
     c = _codecs()
     table = bytearray(struct.pack("<BBB", e, head, tail))
     body: list[bytes | memoryview] = []
     gained = False
     for i in range(e):
-        plane = planes[i, k0:k1]
+        plane = planes[i * n + k0 : i * n + k1]
         if plan.planes[i]:
             z = c.plane.compress(plane)
-            if len(z) < _PAYS * n:
+            if len(z) < _PAYS * count:
                 table += struct.pack("<BI", 1, len(z))
                 body.append(z)
                 gained = True
                 continue
-        table += struct.pack("<BI", 0, n)
-        body.append(plane.data)
+        table += struct.pack("<BI", 0, count)
+        body.append(plane)
     if not gained:
         return RAW, [chunk]
     return PLANES, [bytes(table), chunk[:head], *body, chunk[ln - tail :]]

@@ -26,7 +26,7 @@ from modelkeep.errors import CorruptData
 from modelkeep.store.backends.base import Backend
 from modelkeep.store.digest import hash_bytes
 
-__all__ = ["PackEntry", "PackWriter", "read_header", "pack_name", "PACK_TARGET", "FORMAT"]
+__all__ = ["PackEntry", "PackWriter", "read_header", "read_header_bytes", "pack_name", "PACK_TARGET", "FORMAT"]
 
 MAGIC = b"MKPK"
 FORMAT = 1
@@ -141,6 +141,12 @@ def _writev_all(fd: int, parts: list[bytes | memoryview]) -> None:
 
 def read_header(backend: Backend, name: str) -> list[PackEntry]:
     """Entries of a pack, from its trailer; raises CorruptData on a malformed pack."""
+    raw = read_header_bytes(backend, name)
+    return decode_entries(raw, len(raw) // ENTRY.size)
+
+
+def read_header_bytes(backend: Backend, name: str) -> bytes:
+    """A pack's entries as encoded in its header, checked; raises CorruptData on a malformed pack."""
     size = backend.stat(name).size
     if size < TRAILER.size:
         raise CorruptData(f"pack {name} is truncated ({size} bytes)")
@@ -155,9 +161,8 @@ def read_header(backend: Backend, name: str) -> list[PackEntry]:
     pack_id = name.rsplit("/", 1)[-1].removesuffix(".pack")
     if hash_bytes(header).hex != pack_id:
         raise CorruptData(f"pack {name}: header does not match the pack's name")
-    entries = decode_entries(header, hlen // ENTRY.size)
     body = size - TRAILER.size - hlen
-    for e in entries:
-        if e.offset + e.stored > body:
+    for _, offset, stored, _, _ in ENTRY.iter_unpack(header):
+        if offset + stored > body:
             raise CorruptData(f"pack {name}: entry points past the end of the data")
-    return entries
+    return bytes(header)
