@@ -7,9 +7,8 @@ per-layer sigma, like trained weights) and five fine-tuned variants that each
 rewrite ~10% of the bytes as whole tensors; then measures, against `cp` and
 `cp` + `sync` of the same file in the same run:
 
-- push of the base, push of a variant, pull (each the median of 3 runs, with
-  `sync` before every timed step so no run pays for another's writeback; `cp`
-  is timed just before the pull, in the same memory conditions);
+- push of the base, push of a variant, pull (each the median of 3 runs; every
+  timed step, cp included, starts from the same state: see ``settle``);
 - stored bytes after base + five variants, relative to the base size;
 - peak RSS of a push and of a pull of the whole file, in a child process;
 - store growth when 104 bytes are added to the header (every tensor shifted);
@@ -114,6 +113,37 @@ def sync() -> None:
     subprocess.run(["sync"], check=True)
 
 
+WARM_BYTES = 2 << 30
+
+
+def settle(scratch: Path, *inputs: Path) -> None:
+    """Start a timed step from the same state as every other one.
+
+    ``sync`` first, so no step pays for another's writeback. Then the step's input
+    files are read (they are in the page cache, as a file just written or just
+    used is; a memory reclaimer may have dropped them meanwhile). Last, 2 GiB are
+    written to ``scratch`` and deleted: on this kind of VM, filling page cache
+    from memory that has lain free for a while costs ~1-2 s of kernel time per
+    GiB, against ~0.1 s from page cache just freed. Without this, that cost lands
+    on whichever step first needs fresh page cache (cp and a pull each fill
+    1 GiB), whatever tool runs it; with it, every step starts alike.
+    """
+    sync()
+    buf = bytearray(8 * 1024 * 1024)
+    for root in inputs:
+        for p in [root] if root.is_file() else sorted(x for x in root.rglob("*") if x.is_file()):
+            with open(p, "rb", buffering=0) as f:
+                while f.readinto(buf):
+                    pass
+    fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        for off in range(0, WARM_BYTES, len(buf)):
+            os.pwrite(fd, buf, off)
+    finally:
+        os.close(fd)
+        os.unlink(scratch)
+
+
 def timed(cmd: list[str] | str, shell: bool = False) -> float:
     t = time.perf_counter()
     subprocess.run(cmd, shell=shell, check=True)
@@ -208,29 +238,25 @@ def bench(work: Path, args) -> dict[str, float]:
     # cp and cp+sync of the same file, interleaved with our pushes
     cp_sync, cp_plain, push_base, pull, push_var = [], [], [], [], []
     rss_push = rss_pull = 0.0
+    scratch = work / "settle.tmp"
     for run in range(args.runs):
         dst = work / "cp.out"
-        sync()
+        settle(scratch, base)
         cp_sync.append(timed(f"cp {base} {dst} && sync", shell=True))
         dst.unlink()
-        sync()
         home = work / f"home{run}"
         shutil.rmtree(home, ignore_errors=True)
-        sync()
+        settle(scratch, base)
         rep, rss = run_child("push", home, str(base), "bench/model")
         push_base.append(rep["seconds"])
         rss_push = max(rss_push, rss)
-        sync()
+        settle(scratch, variants[0])
         rep, rss = run_child("push", home, str(variants[0]), "bench/model")
         push_var.append(rep["seconds"])
-        sync()
-        # cp is timed right before the pull, and its copy deleted, so both write into
-        # the same kind of free memory: on a VM, memory the guest touches for the first
-        # time costs a fault on the host per page, and that would otherwise land on
-        # whichever of the two steps comes first after the pushes.
+        settle(scratch, base)
         cp_plain.append(timed(["cp", str(base), str(dst)]))
         dst.unlink()
-        sync()
+        settle(scratch, home)
         out = work / "pulled"
         shutil.rmtree(out, ignore_errors=True)
         rep, rss = run_child("pull", home, "bench/model@1.0.0", str(out))

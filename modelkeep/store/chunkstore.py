@@ -333,11 +333,11 @@ class UploadSession:
             size = st.st_size
             segs = segments(f, size, rel)
         # Small files run in this thread: starting threads would cost more than the work.
-        # Large ones: segments (tensors) are cut, hashed and encoded in parallel by
-        # the workers (FastCDC releases the GIL), one thread hashes the whole file,
-        # one appends encoded chunks to packs.
+        # Large ones: segments (tensors) are read, cut, hashed and encoded in parallel
+        # by the workers; one thread hashes the whole file from the blocks they read,
+        # in file order; one appends encoded chunks to packs.
         workers, hasher, packer = self._threads() if size > _THREAD_ABOVE else (_INLINE,) * 3
-        hashing = hasher.submit(_file_digest, path)
+        file_hash = _InOrderHash(hasher)
         refs: list[ChunkRef] = []
         tasks: deque[Future] = deque()
         done = 0
@@ -352,17 +352,17 @@ class UploadSession:
                 progress(n)
 
         for seg in segs:
-            tasks.append(workers.submit(self._put_segment, path, seg, packer))
+            tasks.append(workers.submit(self._put_segment, path, seg, packer, file_hash))
             while len(tasks) > _IN_FLIGHT:
                 settle()
         while tasks:
             settle()
-        digest = hashing.result()
-        if done != size or sum(r.size for r in refs) != size:
+        digest = file_hash.digest()
+        if done != size or file_hash.hashed != size or sum(r.size for r in refs) != size:
             raise InvalidPath(f"{path} changed while being read")
         return FileEntry(rel, digest, size, tuple(refs), bool(st.st_mode & 0o111))
 
-    def _put_segment(self, path: str | Path, seg, packer) -> tuple[list[ChunkRef], int]:
+    def _put_segment(self, path: str | Path, seg, packer, file_hash: _InOrderHash) -> tuple[list[ChunkRef], int]:
         """Cut, hash, claim and encode one segment; hand encoded chunks to the packer."""
         refs: list[ChunkRef] = []
         ring = self._ring()
@@ -370,6 +370,7 @@ class UploadSession:
         try:
             with open(path, "rb") as f:
                 for block_off, view, cuts in cut(f, seg, into=ring.take):
+                    ring.hold(file_hash.offer(block_off, view))
                     if plan is None:
                         plan = codec.plan_for(view, seg.elem)
                     phase = (block_off - seg.start) % seg.elem if plan.elem else 0
@@ -556,14 +557,48 @@ def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
         offset += n
 
 
-def _file_digest(path: str | Path) -> Digest:
-    h = blake3.blake3()
-    buf = bytearray(8 * 1024 * 1024)
-    view = memoryview(buf)
-    with open(path, "rb", buffering=0) as f:
-        while n := f.readinto(buf):
-            h.update(view[:n])
-    return Digest(h.digest())
+class _InOrderHash:
+    """The whole-file digest, computed from the blocks the workers read.
+
+    Workers finish blocks out of order; ``offer`` queues one and returns a future
+    that is done once the digest has taken it (its buffer may then be reused). The
+    single hashing thread takes blocks strictly in file order, so the file is read
+    once for both the chunk digests and its own.
+    """
+
+    def __init__(self, pool: ThreadPoolExecutor | _Inline) -> None:
+        self._h = blake3.blake3()
+        self._pool = pool
+        self._lock = threading.Lock()
+        self._waiting: dict[int, tuple[memoryview, Future]] = {}
+        self.hashed = 0  # bytes taken so far, from offset 0
+
+    def offer(self, offset: int, view: memoryview) -> Future:
+        fut: Future = Future()
+        with self._lock:
+            self._waiting[offset] = (view, fut)
+        self._pool.submit(self._drain)
+        return fut
+
+    def _drain(self) -> None:  # runs on the single hashing thread
+        while True:
+            with self._lock:
+                item = self._waiting.pop(self.hashed, None)
+            if item is None:
+                return
+            view, fut = item
+            try:
+                self._h.update(view)  # releases the GIL
+            except BaseException as exc:
+                fut.set_exception(exc)
+                raise
+            self.hashed += len(view)
+            fut.set_result(None)
+
+    def digest(self) -> Digest:
+        """The digest once every block was offered (earlier drains finish first)."""
+        self._pool.submit(self._drain).result()
+        return Digest(self._h.digest())
 
 
 class _Inline:
@@ -623,9 +658,10 @@ def _encode_block(
 class _Ring:
     """Block buffers one worker thread reuses: fresh memory costs a page fault per 4 KiB.
 
-    ``take`` moves to the next slot, first waiting for the write that still reads
-    that slot's buffers (``hold`` records it), so no buffer is overwritten while
-    the packer writes from it. Buffers grow to the largest block seen.
+    ``take`` moves to the next slot, first waiting for the work that still reads
+    that slot's buffers (the file digest, the packer's write: ``hold`` records
+    them), so no buffer is overwritten while in use. Buffers grow to the largest
+    block seen.
     """
 
     SLOTS = 2
@@ -633,7 +669,7 @@ class _Ring:
     def __init__(self) -> None:
         self._bufs: list[bytearray] = [bytearray() for _ in range(self.SLOTS)]
         self._scratch: list[bytearray] = [bytearray() for _ in range(self.SLOTS)]
-        self._held: list[Future | None] = [None] * self.SLOTS
+        self._held: list[list[Future]] = [[] for _ in range(self.SLOTS)]
         self._slot = self.SLOTS - 1
 
     def take(self, n: int) -> memoryview:
@@ -649,7 +685,7 @@ class _Ring:
         return memoryview(self._scratch[self._slot])[:n]
 
     def hold(self, fut: Future) -> None:
-        self._held[self._slot] = fut
+        self._held[self._slot].append(fut)
 
     def drain(self) -> None:
         """Wait for every write still reading these buffers; raise the first failure."""
@@ -663,9 +699,15 @@ class _Ring:
             raise failure
 
     def _wait(self, i: int) -> None:
-        fut, self._held[i] = self._held[i], None
-        if fut is not None:
-            fut.result()
+        held, self._held[i] = self._held[i], []
+        failure: BaseException | None = None
+        for fut in held:
+            try:
+                fut.result()
+            except BaseException as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
 
 
 def open_store(url: str) -> ChunkStore:

@@ -126,17 +126,18 @@ _ALLOC_STEP = 8 * 1024 * 1024
 
 
 def _writev_all(fd: int, parts: list[bytes | memoryview]) -> None:
-    pending = [memoryview(p).cast("B") for p in parts]
+    # Parts are bytes or byte memoryviews (len() counts bytes); a view is made
+    # only of the part a short write left unfinished.
+    pending = parts
     while pending:
         n = os.writev(fd, pending)
-        while n and pending:
-            first = pending[0]
-            if n >= len(first):
-                n -= len(first)
-                pending.pop(0)
-            else:
-                pending[0] = first[n:]
-                n = 0
+        i = 0
+        while i < len(pending) and n >= len(pending[i]):
+            n -= len(pending[i])
+            i += 1
+        if i == len(pending):
+            return
+        pending = [memoryview(pending[i]).cast("B")[n:], *pending[i + 1 :]]
 
 
 def read_header(backend: Backend, name: str) -> list[PackEntry]:
