@@ -378,6 +378,9 @@ class UploadSession:
                     refs.extend(ChunkRef(Digest(d), ln) for d, (_, ln) in zip(digests, cuts))
                     if items:  # the slot's buffers stay untouched until this write is done
                         ring.hold(packer.submit(self._write, items))
+        except BaseException as exc:
+            file_hash.abort(exc)
+            raise
         finally:
             ring.drain()
         return refs, seg.end - seg.start
@@ -571,19 +574,31 @@ class _InOrderHash:
         self._pool = pool
         self._lock = threading.Lock()
         self._waiting: dict[int, tuple[memoryview, Future]] = {}
+        self._failed: BaseException | None = None
         self.hashed = 0  # bytes taken so far, from offset 0
 
     def offer(self, offset: int, view: memoryview) -> Future:
         fut: Future = Future()
         with self._lock:
+            if self._failed is not None:
+                fut.set_exception(self._failed)
+                return fut
             self._waiting[offset] = (view, fut)
         self._pool.submit(self._drain)
         return fut
 
+    def abort(self, exc: BaseException) -> None:
+        """A worker failed: blocks after its own will never be hashed, so nobody may wait for them."""
+        with self._lock:
+            self._failed = self._failed or exc
+            waiting, self._waiting = self._waiting, {}
+        for _, fut in waiting.values():
+            fut.set_exception(self._failed)
+
     def _drain(self) -> None:  # runs on the single hashing thread
         while True:
             with self._lock:
-                item = self._waiting.pop(self.hashed, None)
+                item = self._waiting.pop(self.hashed, None) if self._failed is None else None
             if item is None:
                 return
             view, fut = item

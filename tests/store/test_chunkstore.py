@@ -207,3 +207,44 @@ def test_push_after_gc_in_another_process_does_not_trust_a_stale_index(tmp_path)
     assert s.new_bytes == 300_000
     writer.read_file(ea2, tmp_path / "back")
     assert (tmp_path / "back").read_bytes() == a.read_bytes()
+
+
+def test_a_failing_segment_fails_the_push_without_stalling_the_others(local_store, tmp_path, monkeypatch):
+    # Blocks reach the file digest in file order; when a worker dies mid-segment,
+    # the workers holding later blocks must be released, not left waiting forever.
+    import threading
+
+    import modelkeep.store.chunkstore as cs
+
+    src = write_safetensors(tmp_path / "m.safetensors", model_tensors(8, 2 * 1024 * 1024))
+    real_cut = cs.cut
+    calls = {"n": 0}
+
+    def failing_cut(f, seg, block=None, **kwargs):
+        calls["n"] += 1
+        for i, piece in enumerate(real_cut(f, seg, 1024 * 1024, **kwargs)):  # 1 MiB blocks: several a tensor
+            if calls["n"] == 3 and i == 1:  # one tensor's read fails after its first block
+                raise OSError("file changed while being read")
+            yield piece
+
+    monkeypatch.setattr(cs, "cut", failing_cut)
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            push(local_store, src)
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(timeout=60)
+    assert not t.is_alive(), "the push hung after a worker failed"
+    assert isinstance(outcome[0], OSError)
+    # the store is still usable: the same file pushes cleanly once reads work
+    monkeypatch.setattr(cs, "cut", real_cut)
+    (e,), _ = push(local_store, src)
+    out = tmp_path / "out.safetensors"
+    local_store.read_file(e, out)
+    assert out.read_bytes() == src.read_bytes()
