@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -111,10 +112,16 @@ class ChunkStore:
         """A push: holds the store's shared lock until closed, so gc cannot run meanwhile."""
         return UploadSession(self)
 
-    def missing(self, digests: Iterable[Digest]) -> set[Digest]:
+    def missing(self, digests: Iterable[Digest], *, max_age: float = 0.0) -> set[Digest]:
+        """The digests the store lacks.
+
+        When some are absent, ``packs/`` is rescanned for chunks other processes
+        wrote since, unless the last scan is younger than ``max_age`` seconds (a
+        scan lists every pack: callers asking often pass a few seconds).
+        """
         idx = self.index
         out = {d for d in digests if d.raw not in idx}
-        if out:  # another process may have written them since we loaded
+        if out and time.monotonic() - idx.scanned_at >= max_age:
             idx.refresh()
             out = {d for d in out if d.raw not in idx}
         return out
@@ -441,8 +448,8 @@ class UploadSession:
                 raise CorruptData(f"chunk {digest}: its bytes do not match its digest; nothing of this batch was stored")
             batch.append((digest.raw, view, elem, phase))
         new = 0
-        # New chunks that continue one another's element grid are encoded as one
-        # block, as put_file does: one plan and one transpose per run, not per chunk.
+        # New chunks that continue one another's element grid share one plan, as
+        # the chunks of one segment do in put_file.
         runs: list[list[tuple[bytes, memoryview, int, int]]] = []
         run_bytes = 0
         for d, view, elem, phase in batch:
@@ -464,16 +471,18 @@ class UploadSession:
             else:
                 runs.append([(d, view, elem, phase)])
                 run_bytes = len(view)
+        # Each chunk is encoded where it lies in the request body, its planes grouped
+        # into one reused buffer: joining a run into a block first cost a copy of
+        # every byte. Writes here are synchronous, so the buffer is free again after each.
+        grouped = memoryview(bytearray(MAX_CHUNK))
         for run in runs:
             elem, phase = run[0][2], run[0][3]
-            block = memoryview(b"".join(c[1] for c in run)) if len(run) > 1 else run[0][1]
-            items, off = [], 0
-            for d, view, _, _ in run:
-                items.append((off, len(view), d))
-                off += len(view)
+            first = run[0][1]
             # the sample must start on an element, or its byte planes mix
-            plan = codec.plan_for(block[(elem - phase) % elem :] if elem else block, elem)
-            self._write(_encode_block(block, items, plan, phase if plan.elem else 0))
+            plan = codec.plan_for(first[(elem - phase) % elem :] if elem else first, elem)
+            for d, view, _, ph in run:
+                encoded = _encode_block(view, [(0, len(view), d)], plan, ph if plan.elem else 0, lambda n: grouped[:n])
+                self._write(encoded)
         self.total_bytes += sum(len(b[1]) for b in batch)
         return new
 

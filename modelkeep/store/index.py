@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import struct
 import threading
+import time
 from collections.abc import Iterable
 
 from modelkeep.errors import CorruptData
@@ -48,6 +49,7 @@ class Index:
         self._files: dict[str, set[str]] = {}  # index file -> pack ids it covers
         self._lock = threading.Lock()
         self.generation = ""  # the store's gc generation when this index was loaded
+        self.scanned_at = float("-inf")  # time.monotonic() of the last listing of packs/
 
     # -- reading -----------------------------------------------------------------
 
@@ -107,6 +109,7 @@ class Index:
     def refresh(self, known: set[str] | None = None) -> set[str]:
         """Add packs written since loading; returns every pack id present."""
         known = set(self._packs) if known is None else known
+        self.scanned_at = time.monotonic()
         present: set[str] = set()
         for info in self._backend.list("packs/"):
             if not info.name.endswith(".pack"):

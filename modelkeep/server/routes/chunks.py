@@ -51,22 +51,30 @@ _PULL = TRANSFER_METHODS["pull"]
 _COMMIT_SKIP = ("path", "name")
 
 
-async def _body(request: Request, limit: int) -> bytes:
+async def _body(request: Request, limit: int) -> memoryview:
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    expected = int(declared) if declared is not None and declared.isdigit() else None
+    if expected is not None and expected > limit:
         raise PayloadTooLarge(f"request body over the limit of {limit} bytes")
-    out = bytearray()
+    # Filled in place when the length is declared: growing a buffer by appends
+    # and copying it out at the end cost two extra copies of every upload.
+    out = bytearray(expected or 0)
+    size = 0
     async for block in request.stream():
-        out += block
-        if len(out) > limit:
+        end = size + len(block)
+        if end > limit:
             raise PayloadTooLarge(f"request body over the limit of {limit} bytes")
-    return bytes(out)
+        if end > len(out):
+            out.extend(bytes(end - len(out)))
+        out[size:end] = block
+        size = end
+    return memoryview(out)[:size]
 
 
 async def _json(request: Request, limit: int) -> dict[str, Any]:
     body = await _body(request, limit)
     try:
-        doc = json.loads(body)
+        doc = json.loads(bytes(body))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise MalformedRequest(f"the body is not valid JSON: {exc}") from None
     if not isinstance(doc, dict):
@@ -101,7 +109,10 @@ async def missing(request: Request) -> JSONResponse:
     doc = await _json(request, 16 * 1024 * 1024)
     ctx, _ = await _caller(request, Role.CONTRIBUTOR, _name(doc.get("name")))
     digests = _digests(doc, MAX_DIGESTS)
-    absent = await run_in_threadpool(ctx.registry.store.missing, digests)
+    # Chunks other replicas wrote are looked for at most once a second: a chunk
+    # reported missing in that window is uploaded again, which costs bandwidth,
+    # never correctness (the commit checks the manifest against a fresh index).
+    absent = await run_in_threadpool(lambda: ctx.registry.store.missing(digests, max_age=1.0))
     return JSONResponse({"missing": [str(d) for d in digests if d in absent]})
 
 
@@ -122,7 +133,7 @@ async def upload(request: Request, name: str) -> JSONResponse:
     return JSONResponse({"received": received, "new_bytes": new})
 
 
-def _parse_upload(body: bytes) -> list[tuple[Digest, memoryview, int, int]]:
+def _parse_upload(body: bytes | memoryview) -> list[tuple[Digest, memoryview, int, int]]:
     view = memoryview(body)
     out = []
     pos = 0
