@@ -9,29 +9,43 @@ Routes: ``/api/v1/...`` (one module per group under ``server/routes``), ``/healt
 (process up), ``/readyz`` (database answers), ``/metrics`` (Prometheus),
 ``/docs`` and ``/openapi.json`` (without admin routes; admins get the full
 document at ``/api/v1/admin/openapi.json``).
+
+The Registry operations (``routes/_operation.py``) are the hot path (a client
+resolving ``name@production`` before each deployment or prediction batch):
+:class:`ModelkeepAPI` answers them straight from the ASGI call, through the
+metrics and body-limit middlewares but without FastAPI's routing, dependency
+solving and exception middlewares, which cost more than the registry read
+itself. Their FastAPI routes stay registered, for the OpenAPI document and
+for any request the direct path does not match; both paths run the same
+handler, ``_operation.answer``.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+import anyio
+import anyio.to_thread
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from modelkeep.errors import InvalidInput, ModelkeepError, Unauthorized
 from modelkeep.registry.api import Registry
 from modelkeep.registry.operations import Role
 from modelkeep.server import errors as _errors
-from modelkeep.server.auth import ALL, AuthStore, Principal
+from modelkeep.server.auth import ALL, AuthStore, Principal, TokenCache
 from modelkeep.server.deps import caller
 from modelkeep.server.limits import BodyLimit
 from modelkeep.server.metrics import Metrics
 from modelkeep.server.routes import (
+    _operation,
     admin,
     aliases,
     artifacts,
@@ -48,11 +62,13 @@ from modelkeep.server.routes import (
 from modelkeep.server.settings import ServerSettings
 from modelkeep.server.webhooks import Dispatcher, WebhookStore
 
-__all__ = ["create_app", "ServerContext"]
+__all__ = ["create_app", "ModelkeepAPI", "ServerContext"]
 
 log = logging.getLogger(__name__)
 
 API = "/api/v1"
+
+T = TypeVar("T")
 
 
 class ActorScoped(Protocol):
@@ -67,21 +83,61 @@ class ServerContext:
     webhooks: WebhookStore
     dispatcher: Dispatcher
     metrics: Metrics
+    tokens: TokenCache
+    _readers: anyio.CapacityLimiter | None = field(default=None, init=False, repr=False)
+
+    async def read(self, fn: Callable[[], T]) -> T:
+        """Run a database read (a GET operation, a token lookup) in one of at most
+        ``settings.read_threads`` worker threads.
+
+        Few threads on purpose: these reads hold the GIL for most of their time, and
+        dozens of threads taking turns at it (switch interval 5 ms) made the latency
+        tail worse and the throughput lower than two to four threads queueing.
+        """
+        if self._readers is None:  # made on first use: a limiter belongs to a running event loop
+            self._readers = anyio.CapacityLimiter(self.settings.read_threads)
+        return await anyio.to_thread.run_sync(fn, limiter=self._readers)
+
+    def known_principal(self, request: Request) -> Principal | None:
+        """The caller of ``request`` when no database read is needed (auth off, or a token
+        authenticated within ``auth_cache_seconds``); None otherwise. Raises Unauthorized
+        for a header that is not a bearer token."""
+        if not self.settings.auth:
+            return Principal(self.settings.anonymous_user, {ALL: Role.ADMIN})
+        secret = _bearer(request)
+        return self.tokens.get(secret) if secret else None
 
     def principal(self, request: Request) -> Principal:
         """The caller of ``request``; every route but health and metrics depends on it."""
         if not self.settings.auth:
             return Principal(self.settings.anonymous_user, {ALL: Role.ADMIN})
-        header = request.headers.get("authorization", "")
-        scheme, _, secret = header.partition(" ")
-        if header and scheme.lower() != "bearer":
-            raise Unauthorized("only bearer tokens are accepted")
-        return self.auth.authenticate(secret.strip() or None)
+        return self.tokens.authenticate(_bearer(request))
 
     def registry_for(self, principal: Principal) -> Registry:
         """A view of the registry that records ``principal`` as the actor of every change."""
         scoped: ActorScoped = self.registry  # type: ignore[assignment]
         return scoped.as_actor(principal.user)
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if header and scheme.lower() != "bearer":
+        raise Unauthorized("only bearer tokens are accepted")
+    return secret.strip() or None
+
+
+class ModelkeepAPI(FastAPI):
+    """FastAPI, plus a direct path for the Registry operations (see the module docstring)."""
+
+    direct: ASGIApp | None = None  # set by create_app: metrics, body limit, then the operations
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.direct is not None and scope["type"] == "http" and _operation.DIRECT.matches(scope):
+            scope["app"] = self
+            await self.direct(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(registry: Registry, settings: ServerSettings) -> FastAPI:
@@ -101,7 +157,7 @@ def create_app(registry: Registry, settings: ServerSettings) -> FastAPI:
             ctx.dispatcher.stop()
             ctx.auth.close()
 
-    app = FastAPI(
+    app = ModelkeepAPI(
         title="modelkeep",
         summary="Immutable, content-addressed, deduplicated model versions with lineage and aliases.",
         version="1",
@@ -117,6 +173,7 @@ def create_app(registry: Registry, settings: ServerSettings) -> FastAPI:
         webhooks=hooks,
         dispatcher=Dispatcher(hooks, settings, metrics),
         metrics=metrics,
+        tokens=TokenCache(auth, ttl=settings.auth_cache_seconds),
     )
     _errors.install(app)
     for module in (
@@ -160,4 +217,6 @@ def create_app(registry: Registry, settings: ServerSettings) -> FastAPI:
     # Outermost first: metrics see every answer, including 413s from the limit.
     app.add_middleware(BodyLimit, settings=settings)
     app.add_middleware(Metrics.Middleware, metrics=app.state.mk.metrics)
+    # The same two middlewares, in the same order, in front of the direct path.
+    app.direct = Metrics.Middleware(BodyLimit(_operation.DIRECT, settings=settings), metrics=app.state.mk.metrics)
     return app
