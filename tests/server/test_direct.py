@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from pathlib import Path
 
 import httpx
-from _servers import bearer, served
+from _servers import bearer, fresh_postgres, served
 
 from modelkeep.registry.operations import Role
+from modelkeep.server.app import create_app
+from modelkeep.server.settings import ServerSettings
 
 
 def test_direct_and_fastapi_paths_give_the_same_answers(tmp_path: Path) -> None:
@@ -56,3 +60,34 @@ def test_direct_and_fastapi_paths_give_the_same_answers(tmp_path: Path) -> None:
         # the direct path labels requests by route template, like the routed one
         assert 'modelkeep_http_requests_total{method="GET",route="/api/v1/version",status="200"}' in metrics
         assert 'modelkeep_http_requests_total{method="GET",route="/api/v1/version",status="403"}' in metrics
+
+
+
+class _Registry:  # all create_app needs of a registry
+    def as_actor(self, actor: str) -> _Registry:
+        return self
+
+
+def _runs_on_the_loop(db_url: str, *, point: bool) -> bool:
+    app = create_app(_Registry(), ServerSettings(db_url=db_url))  # type: ignore[arg-type]
+    ctx = app.state.mk
+
+    async def check() -> bool:
+        loop_thread = threading.get_ident()
+        return await ctx.read(lambda: threading.get_ident() == loop_thread, point=point)
+
+    try:
+        return asyncio.run(check())
+    finally:
+        ctx.auth.close()
+
+
+def test_point_reads_run_on_the_event_loop_on_sqlite(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    assert _runs_on_the_loop(db, point=True)
+    assert not _runs_on_the_loop(db, point=False)  # other reads: a worker thread
+
+
+def test_every_read_runs_in_a_thread_on_postgresql() -> None:
+    with fresh_postgres() as db:
+        assert not _runs_on_the_loop(db, point=True)  # it waits on the network: never on the loop

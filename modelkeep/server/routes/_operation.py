@@ -46,6 +46,9 @@ __all__ = ["DIRECT", "answer", "operations_router", "parameters", "namespaces", 
 
 API = "/api/v1"
 
+# Operations that read a few rows by index whatever the registry holds (ServerContext.read).
+POINT_READS = frozenset({"get"})
+
 _SKIP = {"self", "progress"}
 
 
@@ -190,7 +193,10 @@ async def answer(op: Operation, request: Request) -> JSONResponse:
     spaces = authorize(principal, op, args)
     registry = ctx.registry_for(principal)
     call = lambda: getattr(registry, op.method)(**args)  # noqa: E731
-    result = await (ctx.read(call) if op.verb == "GET" else run_in_threadpool(call))
+    if op.verb == "GET":
+        result = await ctx.read(call, point=op.method in POINT_READS)
+    else:
+        result = await run_in_threadpool(call)
     if op.filter_results and isinstance(result, list):
         result = [r for r in result if _visible(principal, r)]
     body = to_wire(result)
