@@ -39,7 +39,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from modelkeep.db.engine import normalize_url
 from modelkeep.errors import InvalidInput, ModelkeepError, Unauthorized
 from modelkeep.registry.api import Registry
-from modelkeep.registry.operations import Role
+from modelkeep.registry.operations import OPERATIONS, Role
 from modelkeep.server import errors as _errors
 from modelkeep.server.auth import ALL, AuthStore, Principal, TokenCache
 from modelkeep.server.deps import caller
@@ -138,10 +138,12 @@ def _bearer(request: Request) -> str | None:
 class ModelkeepAPI(FastAPI):
     """FastAPI, plus a direct path for the Registry operations (see the module docstring)."""
 
-    direct: ASGIApp | None = None  # set by create_app: metrics, body limit, then the operations
+    operations: _operation.Direct | None = None  # set by create_app: the (verb, path) table
+    direct: ASGIApp | None = None  # set by create_app: metrics, body limit, then ``operations``
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.direct is not None and scope["type"] == "http" and _operation.DIRECT.matches(scope):
+        ops = self.operations
+        if ops is not None and self.direct is not None and scope["type"] == "http" and ops.matches(scope):
             scope["app"] = self
             await self.direct(scope, receive, send)
             return
@@ -227,5 +229,6 @@ def create_app(registry: Registry, settings: ServerSettings) -> FastAPI:
     app.add_middleware(BodyLimit, settings=settings)
     app.add_middleware(Metrics.Middleware, metrics=app.state.mk.metrics)
     # The same two middlewares, in the same order, in front of the direct path.
-    app.direct = Metrics.Middleware(BodyLimit(_operation.DIRECT, settings=settings), metrics=app.state.mk.metrics)
+    app.operations = _operation.Direct(OPERATIONS)
+    app.direct = Metrics.Middleware(BodyLimit(app.operations, settings=settings), metrics=app.state.mk.metrics)
     return app

@@ -10,7 +10,7 @@ the registry call has committed, hand the webhook event to the dispatcher.
 
 :func:`answer` is that handler. It runs behind two doors: the FastAPI route of
 each operation (OpenAPI, and requests the direct path does not match) and
-:data:`DIRECT`, the ASGI app ``server/app.py`` sends an exact ``(verb, path)``
+:class:`Direct`, the ASGI app ``server/app.py`` sends an exact ``(verb, path)``
 match to without FastAPI's routing and dependency machinery.
 """
 
@@ -42,7 +42,7 @@ from modelkeep.server.auth import ALL, Principal, namespace_for
 from modelkeep.server.deps import caller
 from modelkeep.store.digest import Digest
 
-__all__ = ["DIRECT", "answer", "operations_router", "parameters", "namespaces", "artifact_of"]
+__all__ = ["Direct", "answer", "operations_router", "parameters", "namespaces", "artifact_of"]
 
 API = "/api/v1"
 
@@ -241,9 +241,6 @@ class Direct:
         except Exception as exc:
             response = _errors.response_for(exc)
         await response(scope, receive, send)
-
-
-DIRECT = Direct(OPERATIONS)
 
 
 def _openapi_extra(op: Operation) -> dict[str, Any]:
