@@ -5,7 +5,7 @@ token is refused (401) before its body or parameters are even validated; route
 code then calls ``await caller(request)`` and gets the cached principal.
 A token seen within ``auth_cache_seconds`` (and every caller when auth is off)
 is answered on the event loop; only the others wait for a worker thread and
-the database.
+the database (``ServerContext.caller``).
 """
 
 from __future__ import annotations
@@ -22,9 +22,6 @@ async def caller(request: Request) -> Principal:
     cached = state.get("principal")
     if cached is not None:
         return cached
-    ctx = request.app.state.mk
-    principal = ctx.known_principal(request)
-    if principal is None:
-        principal = await ctx.read(lambda: ctx.principal(request))
+    principal: Principal = await request.app.state.mk.caller(request)
     state["principal"] = principal
     return principal

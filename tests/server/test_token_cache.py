@@ -95,3 +95,46 @@ def test_a_served_registry_refuses_a_revoked_token_and_a_removed_grant_within_th
             assert refused.status_code == 401 and "revoked" in refused.json()["error"]["message"]
             assert http.get("/api/v1/whoami", headers=bearer(other)).json()["grants"] == {}
             assert http.get("/api/v1/artifact", params={"name": "x/y"}, headers=bearer(other)).status_code == 403
+
+
+def test_concurrent_requests_with_an_unknown_token_share_one_lookup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from starlette.requests import Request
+
+    from modelkeep.server.app import create_app
+    from modelkeep.server.settings import ServerSettings
+
+    class _Registry:
+        def as_actor(self, actor: str) -> _Registry:
+            return self
+
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    app = create_app(_Registry(), ServerSettings(db_url=db))  # type: ignore[arg-type]
+    ctx = app.state.mk
+    try:
+        ctx.auth.create_user("alice", by="test")
+        _, secret = ctx.auth.create_token("alice")
+        calls = []
+        lookup = AuthStore.lookup
+
+        def counting(self: AuthStore, s: str | None):  # type: ignore[no-untyped-def]
+            calls.append(s)
+            time.sleep(0.05)  # a slow database: every request arrives while the lookup runs
+            return lookup(self, s)
+
+        monkeypatch.setattr(AuthStore, "lookup", counting)
+
+        def request(token: str) -> Request:
+            return Request({"type": "http", "headers": [(b"authorization", f"Bearer {token}".encode())]})
+
+        async def many(token: str) -> list[object]:
+            return await asyncio.gather(*(ctx.caller(request(token)) for _ in range(32)), return_exceptions=True)
+
+        assert {p.user for p in asyncio.run(many(secret))} == {"alice"}  # type: ignore[attr-defined]
+        assert len(calls) == 1
+        refused = asyncio.run(many("mk_" + "B" * 43))
+        assert all(isinstance(r, Unauthorized) for r in refused) and len(calls) == 2
+        assert not ctx._lookups  # nothing left behind
+    finally:
+        ctx.auth.close()
