@@ -96,7 +96,7 @@ class ServerContext:
         A ``point`` read (a few indexed rows: resolving a ref) on SQLite runs right
         here, on the event loop: it is in-process work that holds the GIL anyway,
         and handing it to a thread and back cost more than the read (alias
-        resolution 1,500 -> 2,600 req/s). Every other read, and every read on
+        resolution ~1,400 -> ~2,200 req/s). Every other read, and every read on
         PostgreSQL (which waits on the network, GIL released), runs in one of at
         most ``settings.read_threads`` worker threads: few on purpose, since
         dozens of threads taking turns at the GIL (switch interval 5 ms) made the
