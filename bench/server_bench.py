@@ -1,6 +1,6 @@
 """Server benchmark: modelkeep's server (and MLflow's, when installed) measured in one run on this machine.
 
-    python bench/server_bench.py [--size-mib 1024] [--seconds 5] [--work DIR]
+    python bench/server_bench.py [--size-mib 1024] [--seconds 5] [--work DIR] [--auth]
 
 Everything runs on 127.0.0.1; every load loop is bounded in time and count and
 stops by itself. Prints:
@@ -9,6 +9,8 @@ stops by itself. Prints:
 - resolve an alias (``GET /api/v1/version?ref=name@production``): requests/s
   and p99 at 32 connections, p50 with a single client (the same load generator
   against MLflow's ``get-model-version-by-alias`` when ``mlflow`` is importable);
+  with ``--auth`` the server checks a bearer token on every request (as in
+  production) instead of running with ``--no-auth``;
 - remote push of a ``--size-mib`` safetensors over loopback against a local
   (embedded) push of the same file;
 - a variant (~10% of the tensors fine-tuned) pushed remotely: bytes sent
@@ -93,7 +95,9 @@ def wait_up(url: str, proc: subprocess.Popen, timeout: float, log: Path | None =
     raise RuntimeError(f"{url} did not answer within {timeout} s")
 
 
-def load(url: str, params: dict, connections: int, seconds: float) -> tuple[float, list[float]]:
+def load(
+    url: str, params: dict, connections: int, seconds: float, headers: dict[str, str] | None = None
+) -> tuple[float, list[float]]:
     """``connections`` keep-alive HTTP/1.1 connections on one asyncio loop, for ``seconds``.
 
     Requests are pre-built bytes and answers are read by Content-Length only: a
@@ -102,7 +106,8 @@ def load(url: str, params: dict, connections: int, seconds: float) -> tuple[floa
     """
     parts = urlsplit(url)
     target = parts.path + ("?" + urlencode(params) if params else "")
-    request = f"GET {target} HTTP/1.1\r\nHost: {parts.netloc}\r\nAccept: application/json\r\n\r\n".encode()
+    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+    request = f"GET {target} HTTP/1.1\r\nHost: {parts.netloc}\r\nAccept: application/json\r\n{extra}\r\n".encode()
     host, port = parts.hostname, parts.port
     latencies: list[float] = []
     errors: list[str] = []
@@ -147,10 +152,12 @@ def pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(q * len(s)))] * 1000
 
 
-def alias_load(name: str, url: str, params: dict, seconds: float) -> dict[str, float]:
-    load(url, params, 4, 0.5)  # warm up
-    rps, lat32 = load(url, params, 32, seconds)
-    _, lat1 = load(url, params, 1, min(seconds, 3.0))
+def alias_load(
+    name: str, url: str, params: dict, seconds: float, headers: dict[str, str] | None = None
+) -> dict[str, float]:
+    load(url, params, 4, 0.5, headers)  # warm up
+    rps, lat32 = load(url, params, 32, seconds, headers)
+    _, lat1 = load(url, params, 1, min(seconds, 3.0), headers)
     out = {"rps_32": rps, "p99_32_ms": pct(lat32, 0.99), "p50_32_ms": pct(lat32, 0.5), "p50_single_ms": pct(lat1, 0.5)}
     print(
         f"  {name:10s} resolve alias: {rps:8.0f} req/s at 32 connections, p99 {out['p99_32_ms']:.1f} ms; "
@@ -166,7 +173,7 @@ def bench_modelkeep(work: Path, args: argparse.Namespace) -> dict[str, float]:
     db = f"sqlite:///{work / 'server.db'}"
     store = f"file://{work / 'server-store'}"
     cmd = [sys.executable, "-m", "modelkeep", "server", "--host", "127.0.0.1", "--port", str(port),
-           "--db", db, "--store", store, "--no-auth", "--log-level", "warning"]
+           "--db", db, "--store", store, "--log-level", "warning"] + ([] if args.auth else ["--no-auth"])
     # First start: creates the database (migrations); second start: an existing one, as a restart.
     log = work / "server.log"
     with open(log, "ab") as err:
@@ -176,11 +183,16 @@ def bench_modelkeep(work: Path, args: argparse.Namespace) -> dict[str, float]:
     finally:
         proc.terminate()
         proc.wait(20)
+    token = None
+    if args.auth:  # an admin and its token, in the database the first start created
+        token = subprocess.run([sys.executable, "-m", "modelkeep", "server", "create-admin", "bench", "--db", db],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    headers = {"Authorization": f"Bearer {token}"} if token else None
     with open(log, "ab") as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
     try:
         results["start_s"] = wait_up(f"{base}/healthz", proc, 60, log)
-        http = Http(base)
+        http = Http(base, token=token)
         try:
             # a small artifact with an alias to resolve
             small = work / "small"
@@ -188,9 +200,9 @@ def bench_modelkeep(work: Path, args: argparse.Namespace) -> dict[str, float]:
             (small / "config.json").write_text('{"layers": 2}')
             v = transfer.push_files(http, small, "bench/model", kind="model", message="bench")
             http.request("PUT", "/api/v1/aliases", json={"name": "bench/model", "alias": "production", "version": v.version})
-            print("modelkeep server:")
+            print("modelkeep server:" + (" (every request with a bearer token)" if token else " (--no-auth)"))
             print(f"  started in {results['start_s']:.2f} s ({results['first_start_s']:.2f} s the first time, creating its database)")
-            a = alias_load("modelkeep", f"{base}/api/v1/version", {"ref": "bench/model@production"}, args.seconds)
+            a = alias_load("modelkeep", f"{base}/api/v1/version", {"ref": "bench/model@production"}, args.seconds, headers)
             results.update({f"alias_{k}": val for k, val in a.items()})
             results["rss_mb"] = rss_mb(proc.pid)
             print(f"  RSS after the load: {results['rss_mb']:.0f} MB")
@@ -296,6 +308,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--size-mib", type=int, default=1024, help="size of the safetensors file pushed (default 1024)")
     p.add_argument("--seconds", type=float, default=5.0, help="duration of each load run at 32 connections")
+    p.add_argument("--auth", action="store_true", help="authenticate every request with a token (default: --no-auth)")
     p.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temp folder, removed)")
     args = p.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mk-server-bench-", dir=args.work))

@@ -85,6 +85,12 @@ def serve(
     ] = False,
     webhook_attempts: Annotated[int, typer.Option("--webhook-attempts", help="Delivery attempts per event.")] = 5,
     webhook_backoff: Annotated[float, typer.Option("--webhook-backoff", help="First retry wait in seconds; doubles.")] = 1.0,
+    auth_cache_seconds: Annotated[
+        float, typer.Option("--auth-cache-seconds", help="Reuse a token's caller this long (bound on revocation; 0: off).")
+    ] = 1.0,
+    read_threads: Annotated[
+        int, typer.Option("--read-threads", min=1, help="Worker threads for read operations and token lookups.")
+    ] = 4,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning, error.")] = "info",
 ) -> None:
     """Serve the registry over HTTP (OpenAPI at /docs, /healthz, /readyz, /metrics)."""
@@ -106,6 +112,8 @@ def serve(
     server_settings = ServerSettings(
         db_url=settings.db_url,
         auth=not no_auth,
+        auth_cache_seconds=auth_cache_seconds,
+        read_threads=read_threads,
         max_json_bytes=int(max_json_mb * MiB),
         max_upload_bytes=int(max_upload_mb * MiB),
         webhook_allow_private=webhook_allow_private,

@@ -28,7 +28,18 @@ __all__ = ["to_wire", "from_wire"]
 
 def to_wire(value: Any) -> Any:
     """JSON-ready form of a record, a container of records, or a plain value."""
-    if value is None or isinstance(value, bool | int | float | str):
+    # Exact types first, by identity: a version (with its provenance package list)
+    # is hundreds of values, and every server answer goes through here.
+    t = type(value)
+    if t is str or t is int or t is float or t is bool or value is None:
+        return value
+    if t is dict:
+        return {k if type(k) is str else str(k): v if type(v) is str else to_wire(v) for k, v in value.items()}
+    if t is list or t is tuple:
+        return [to_wire(v) for v in value]
+    if t is Digest:
+        return str(value)
+    if isinstance(value, bool | int | float | str):
         return value
     if isinstance(value, Digest):
         return str(value)
@@ -39,12 +50,17 @@ def to_wire(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_wire(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {name: to_wire(getattr(value, name)) for name in _field_names(t)}
     if isinstance(value, Mapping):
         return {str(k): to_wire(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [to_wire(v) for v in value]
     raise TypeError(f"cannot send a {type(value).__name__} over the wire")
+
+
+@cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
 
 
 def from_wire(tp: Any, data: Any) -> Any:

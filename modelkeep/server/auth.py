@@ -10,12 +10,21 @@ A user holds at most one role per namespace: ``viewer`` < ``contributor`` <
 covers every namespace; artifacts without a namespace (``fraud``) belong to
 namespace ``""``. Registry-wide operations (gc, fsck, webhooks, du) need the
 role on ``*``. Everything is denied unless a grant allows it.
+
+A server process keeps the callers of tokens it saw in the last second or so
+(:class:`TokenCache`), so most requests do not ask the database who they are.
+That is the bound on revocation: a token revoked, or a grant changed, anywhere
+takes effect in every process within ``auth_cache_seconds`` (1 s by default);
+a token's expiry is exact (an entry never outlives its token).
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -30,7 +39,9 @@ from modelkeep.errors import ConflictError, Forbidden, InvalidName, NotFoundErro
 from modelkeep.registry.names import check_name
 from modelkeep.registry.operations import Role
 
-__all__ = ["ALL", "check_namespace", "AuthStore", "Principal", "TokenInfo", "Grant", "hash_token", "namespace_for"]
+__all__ = [
+    "ALL", "check_namespace", "AuthStore", "Principal", "TokenCache", "TokenInfo", "Grant", "hash_token", "namespace_for"
+]
 
 ALL = "*"
 TOKEN_PREFIX = "mk_"
@@ -217,11 +228,15 @@ class AuthStore:
 
     def authenticate(self, secret: str | None) -> Principal:
         """The caller a bearer token names. Raises Unauthorized for a missing, unknown, expired or revoked one."""
+        return self.lookup(secret)[0]
+
+    def lookup(self, secret: str | None) -> tuple[Principal, datetime | None]:
+        """As :meth:`authenticate`, with the token's expiry (naive UTC, None: none)."""
         if not secret:
             raise Unauthorized("authentication required", hint="send 'Authorization: Bearer <token>' (MODELKEEP_TOKEN)")
         digest = hash_token(secret)
 
-        def run(db: Session) -> Principal:
+        def run(db: Session) -> tuple[Principal, datetime | None]:
             # One round trip: the token, its user and every grant (outer join: a user may hold none).
             rows = db.execute(
                 select(ApiTokenRow.revoked_at, ApiTokenRow.expires_at, UserRow.name, RoleGrantRow.namespace, RoleGrantRow.role)
@@ -236,9 +251,68 @@ class AuthStore:
                 raise Unauthorized("token revoked")
             if expires_at is not None and expires_at <= utcnow():
                 raise Unauthorized("token expired", hint="ask an admin for a new token (mk server token create)")
-            return Principal(name, {ns: Role.parse(role) for *_, ns, role in rows if ns is not None})
+            return Principal(name, {ns: Role.parse(role) for *_, ns, role in rows if ns is not None}), expires_at
 
         return self._uow.read(run)
+
+
+class TokenCache:
+    """Callers of the tokens this process authenticated in the last ``ttl`` seconds.
+
+    :meth:`get` answers from memory (no database, no thread), :meth:`authenticate`
+    asks the database and remembers a success. Bounds: a revocation, a grant
+    change or a new expiry made anywhere reaches this process within ``ttl``
+    seconds; an entry never outlives its token's ``expires_at``. Failures are
+    never remembered (a token made a moment ago works at once, and unknown
+    tokens cannot fill the cache); at most ``size`` tokens are kept, the oldest
+    dropped first. Keys are the SHA-256 of the secrets, like the database's.
+    ``ttl=0`` turns the cache off: every request asks the database.
+    """
+
+    def __init__(
+        self, auth: AuthStore, *, ttl: float, size: int = 4096, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._auth = auth
+        self._ttl = ttl
+        self._size = size
+        self._clock = clock
+        self._entries: dict[str, tuple[float, Principal]] = {}  # token hash -> (deadline on clock, caller)
+        self._lock = threading.Lock()  # writers; get() reads one key, atomic under the GIL
+
+    def get(self, secret: str) -> Principal | None:
+        """The caller of ``secret`` if it was authenticated less than ``ttl`` seconds ago, else None."""
+        if self._ttl <= 0 or not secret:
+            return None
+        key = hash_token(secret)
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry[0] <= self._clock():
+            with self._lock:
+                if self._entries.get(key) is entry:
+                    del self._entries[key]
+            return None
+        return entry[1]
+
+    def authenticate(self, secret: str | None) -> Principal:
+        """Ask the database (:meth:`AuthStore.authenticate`) and remember a success."""
+        now = self._clock()
+        principal, expires_at = self._auth.lookup(secret)
+        if self._ttl <= 0 or not secret:
+            return principal
+        deadline = now + self._ttl
+        if expires_at is not None:
+            deadline = min(deadline, now + (expires_at - utcnow()).total_seconds())
+        with self._lock:
+            self._entries.pop(hash_token(secret), None)
+            self._entries[hash_token(secret)] = (deadline, principal)
+            while len(self._entries) > self._size:
+                del self._entries[next(iter(self._entries))]
+        return principal
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
 
 
 def _check_user(name: str) -> None:

@@ -3,12 +3,14 @@
 Routers declare ``dependencies=[Depends(caller)]`` so a request without a valid
 token is refused (401) before its body or parameters are even validated; route
 code then calls ``await caller(request)`` and gets the cached principal.
+A token seen within ``auth_cache_seconds`` (and every caller when auth is off)
+is answered on the event loop; only the others wait for a worker thread and
+the database (``ServerContext.caller``).
 """
 
 from __future__ import annotations
 
 from fastapi import Request
-from starlette.concurrency import run_in_threadpool
 
 from modelkeep.server.auth import Principal
 
@@ -16,9 +18,10 @@ __all__ = ["caller"]
 
 
 async def caller(request: Request) -> Principal:
-    cached = getattr(request.state, "principal", None)
+    state = request.scope.setdefault("state", {})
+    cached = state.get("principal")
     if cached is not None:
         return cached
-    principal: Principal = await run_in_threadpool(request.app.state.mk.principal, request)
-    request.state.principal = principal
+    principal: Principal = await request.app.state.mk.caller(request)
+    state["principal"] = principal
     return principal

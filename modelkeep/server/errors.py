@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from modelkeep.errors import MalformedRequest, ModelkeepError, NotFoundError
 from modelkeep.registry.wire import to_wire
 
-__all__ = ["STATUS", "status_of", "error_response", "install"]
+__all__ = ["STATUS", "status_of", "error_response", "response_for", "install"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,14 @@ def error_response(exc: ModelkeepError) -> JSONResponse:
     if details:
         error["details"] = details
     return JSONResponse({"error": error}, status_code=status_of(exc), headers=headers)
+
+
+def response_for(exc: Exception) -> JSONResponse:
+    """The answer to an exception a route raised: its own error body, or 500 ``internal`` (logged)."""
+    if isinstance(exc, ModelkeepError):
+        return error_response(exc)
+    log.exception("unexpected error while answering a request", exc_info=exc)
+    return error_response(ModelkeepError("internal server error"))
 
 
 def _details(exc: ModelkeepError) -> dict[str, Any]:
@@ -93,8 +101,7 @@ def install(app: FastAPI) -> None:
         return JSONResponse(body, status_code=exc.status_code)
 
     async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error while answering a request", exc_info=exc)
-        return error_response(ModelkeepError("internal server error"))
+        return response_for(exc)
 
     app.add_exception_handler(ModelkeepError, on_modelkeep)
     app.add_exception_handler(RequestValidationError, on_validation)

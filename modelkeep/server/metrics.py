@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -25,9 +26,23 @@ class Metrics:
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
         )
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.webhook_deliveries = Counter(
             "modelkeep_webhook_deliveries", "Webhook delivery attempts", ["outcome"], registry=self.registry
         )
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one answered request and its latency."""
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:  # labels() validates and locks: once per label set, not per request
+            children = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(method, route),
+            )
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
@@ -58,5 +73,4 @@ class Metrics:
                 route = getattr(scope.get("route"), "path", None) or "unmatched"
                 if scope["path"].startswith(_API) and not route.startswith(_API) and route != "unmatched":
                     route = _API + route  # routes of included routers may carry their path without the prefix
-                self.metrics.requests.labels(scope["method"], route, str(status)).inc()
-                self.metrics.latency.labels(scope["method"], route).observe(time.perf_counter() - start)
+                self.metrics.observe(scope["method"], route, status, time.perf_counter() - start)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import httpx
@@ -86,6 +87,7 @@ def test_create_admin_tokens_and_the_cli_against_a_server(tmp_path: Path) -> Non
         listed_json = mk("server", "token", "ls", "--user", "bob", "--json", "--db", db).stdout
         token_id = str(json.loads(listed_json)[0]["id"])
         mk("server", "token", "revoke", token_id, "--db", db)
+        time.sleep(srv.app.state.mk.settings.auth_cache_seconds)  # type: ignore[attr-defined]  # the bound on revocation
         as_bob("show", "team/m", code=7)
         nobody = _mk({"MODELKEEP_URI": srv.url, "MODELKEEP_HOME": str(home)})
         assert "authentication required" in nobody("ls", code=7).stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -100,6 +101,7 @@ def test_expired_and_revoked_tokens_are_401(srv: Served) -> None:
         reg.artifacts()
         token_id = max(t.id for t in srv.auth.tokens("carol"))
         srv.auth.revoke_token(token_id)
+        time.sleep(srv.app.state.mk.settings.auth_cache_seconds)  # type: ignore[attr-defined]  # the bound on revocation
         with pytest.raises(Unauthorized, match="revoked"):
             reg.artifacts()
 

@@ -7,6 +7,11 @@ every artifact the arguments name (403, before the registry is asked anything,
 so a refusal never tells whether the target exists), call the actor-scoped
 registry in a worker thread, encode the result (``registry/wire.py``) and, after
 the registry call has committed, hand the webhook event to the dispatcher.
+
+:func:`answer` is that handler. It runs behind two doors: the FastAPI route of
+each operation (OpenAPI, and requests the direct path does not match) and
+:class:`Direct`, the ASGI app ``server/app.py`` sends an exact ``(verb, path)``
+match to without FastAPI's routing and dependency machinery.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import inspect
 import json
 import types
 import typing
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -23,17 +29,25 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Receive, Scope, Send
 
 from modelkeep.errors import InvalidInput, MalformedRequest
 from modelkeep.registry.api import Registry
 from modelkeep.registry.names import VersionRef, check_name
-from modelkeep.registry.operations import OPERATIONS, Operation, Scope
+from modelkeep.registry.operations import OPERATIONS, Operation
+from modelkeep.registry.operations import Scope as ArgScope
 from modelkeep.registry.wire import from_wire, to_wire
+from modelkeep.server import errors as _errors
 from modelkeep.server.auth import ALL, Principal, namespace_for
 from modelkeep.server.deps import caller
 from modelkeep.store.digest import Digest
 
-__all__ = ["operations_router", "parameters", "namespaces", "artifact_of"]
+__all__ = ["Direct", "answer", "operations_router", "parameters", "namespaces", "artifact_of"]
+
+API = "/api/v1"
+
+# Operations that read a few rows by index whatever the registry holds (ServerContext.read).
+POINT_READS = frozenset({"get"})
 
 _SKIP = {"self", "progress"}
 
@@ -48,20 +62,20 @@ def parameters(method: str) -> tuple[tuple[inspect.Parameter, Any], ...]:
     )
 
 
-def artifact_of(value: Any, scope: Scope) -> str:
+def artifact_of(value: Any, scope: ArgScope) -> str:
     """The artifact name an argument holds (validated)."""
     if not isinstance(value, str):
         raise InvalidInput(f"expected a name or ref, got {type(value).__name__}")
-    if scope is Scope.REF:
+    if scope is ArgScope.REF:
         return VersionRef.parse(value).artifact
     return check_name(value)
 
 
 def namespaces(op: Operation, args: dict[str, Any]) -> list[str]:
     """The namespaces ``op`` touches with these arguments ("*" for registry-wide)."""
-    if op.scope is Scope.GLOBAL:
+    if op.scope is ArgScope.GLOBAL:
         return [ALL]
-    if op.scope is Scope.NAMESPACE:
+    if op.scope is ArgScope.NAMESPACE:
         out = []
         for a in op.args:
             ns = args.get(a)
@@ -171,23 +185,62 @@ def _visible(principal: Principal, record: Any) -> bool:
     return principal.visible(namespace_for(name))
 
 
+async def answer(op: Operation, request: Request) -> JSONResponse:
+    """Serve one call of ``op`` (see the module docstring); errors propagate as exceptions."""
+    ctx = request.app.state.mk
+    principal = await caller(request)
+    args = await decode_arguments(op, request)
+    spaces = authorize(principal, op, args)
+    registry = ctx.registry_for(principal)
+    call = lambda: getattr(registry, op.method)(**args)  # noqa: E731
+    if op.verb == "GET":
+        result = await ctx.read(call, point=op.method in POINT_READS)
+    else:
+        result = await run_in_threadpool(call)
+    if op.filter_results and isinstance(result, list):
+        result = [r for r in result if _visible(principal, r)]
+    body = to_wire(result)
+    if op.event is not None:
+        ctx.dispatcher.emit(op.event, spaces[0] if spaces else ALL, principal.user, body)
+    return JSONResponse(body)
+
+
 def _endpoint(op: Operation):  # type: ignore[no-untyped-def]
     async def endpoint(request: Request) -> JSONResponse:
-        ctx = request.app.state.mk
-        principal = await caller(request)
-        args = await decode_arguments(op, request)
-        spaces = authorize(principal, op, args)
-        registry = ctx.registry_for(principal)
-        result = await run_in_threadpool(lambda: getattr(registry, op.method)(**args))
-        if op.filter_results and isinstance(result, list):
-            result = [r for r in result if _visible(principal, r)]
-        if op.event is not None:
-            ctx.dispatcher.emit(op.event, spaces[0] if spaces else ALL, principal.user, to_wire(result))
-        return JSONResponse(to_wire(result))
+        return await answer(op, request)
 
     endpoint.__name__ = op.method
     endpoint.__doc__ = inspect.getdoc(getattr(Registry, op.method))
     return endpoint
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    path: str  # what the metrics middleware labels a request with (``scope["route"].path``)
+
+
+class Direct:
+    """ASGI app answering the operations by an exact ``(verb, path)`` lookup.
+
+    It does what the FastAPI stack around :func:`answer` does for these routes:
+    sets ``scope["route"]`` (metrics label the route template) and turns an
+    exception into its error answer (``server/errors.py``, 500 logged).
+    """
+
+    def __init__(self, operations: tuple[Operation, ...]) -> None:
+        self._routes = {(op.verb, API + op.path): (op, _Route(API + op.path)) for op in operations}
+
+    def matches(self, scope: Scope) -> bool:
+        return (scope["method"], scope["path"]) in self._routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        op, route = self._routes[(scope["method"], scope["path"])]
+        scope["route"] = route
+        try:
+            response = await answer(op, Request(scope, receive))
+        except Exception as exc:
+            response = _errors.response_for(exc)
+        await response(scope, receive, send)
 
 
 def _openapi_extra(op: Operation) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from modelkeep.registry.names import VersionRef, check_name
 from modelkeep.registry.operations import TRANSFER_METHODS, Role
 from modelkeep.registry.wire import from_wire, to_wire
 from modelkeep.server.auth import namespace_for
+from modelkeep.server.deps import caller
 from modelkeep.server.routes._operation import parameters
 from modelkeep.store.chunking import MAX_CHUNK
 from modelkeep.store.digest import Digest
@@ -98,10 +99,9 @@ def _name(value: Any) -> str:
 
 
 async def _caller(request: Request, role: Role, artifact: str):  # type: ignore[no-untyped-def]
-    ctx = request.app.state.mk
-    principal = await run_in_threadpool(ctx.principal, request)
+    principal = await caller(request)  # resolved by the router's dependency already
     principal.require(role, namespace_for(artifact))
-    return ctx, principal
+    return request.app.state.mk, principal
 
 
 @router.post("/chunks/missing", summary="Which of these chunks the server lacks (role: contributor)")
