@@ -63,6 +63,7 @@ from modelkeep.server.routes import (
 )
 from modelkeep.server.settings import ServerSettings
 from modelkeep.server.webhooks import Dispatcher, WebhookStore
+from modelkeep.store.buffers import BufferPool
 
 __all__ = ["create_app", "ModelkeepAPI", "ServerContext"]
 
@@ -87,6 +88,7 @@ class ServerContext:
     metrics: Metrics
     tokens: TokenCache
     inline_point_reads: bool = False  # SQLite: see read()
+    bodies: BufferPool = field(default_factory=lambda: BufferPool(keep=4))  # chunk upload bodies, reused
     _readers: anyio.CapacityLimiter | None = field(default=None, init=False, repr=False)
     _lookups: dict[str, asyncio.Future[Principal]] = field(default_factory=dict, init=False, repr=False)
 

@@ -26,6 +26,7 @@ import blake3
 from modelkeep.errors import ChunkNotFound, CorruptData, InvalidInput, InvalidPath, StorageError
 from modelkeep.store import codec
 from modelkeep.store.backends import Backend, open_backend
+from modelkeep.store.buffers import BufferPool
 from modelkeep.store.chunking import MAX_CHUNK, cut, segments
 from modelkeep.store.digest import Digest
 from modelkeep.store.gc import GC_GENERATION
@@ -92,6 +93,7 @@ class ChunkStore:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
         self._index: Index | None = None
+        self.scratch = BufferPool(keep=4)  # put_chunks: grouped planes of a run of uploaded chunks
 
     @property
     def url(self) -> str:
@@ -471,18 +473,23 @@ class UploadSession:
             else:
                 runs.append([(d, view, elem, phase)])
                 run_bytes = len(view)
-        # Each chunk is encoded where it lies in the request body, its planes grouped
-        # into one reused buffer: joining a run into a block first cost a copy of
-        # every byte. Writes here are synchronous, so the buffer is free again after each.
-        grouped = memoryview(bytearray(MAX_CHUNK))
+        # Each chunk is encoded where it lies in the request body (joining a run into
+        # one block first cost a copy of every byte), its planes grouped into a
+        # buffer borrowed for the run; the run's write is synchronous, so the
+        # buffer goes back to the pool right after.
         for run in runs:
             elem, phase = run[0][2], run[0][3]
             first = run[0][1]
             # the sample must start on an element, or its byte planes mix
             plan = codec.plan_for(first[(elem - phase) % elem :] if elem else first, elem)
-            for d, view, _, ph in run:
-                encoded = _encode_block(view, [(0, len(view), d)], plan, ph if plan.elem else 0, lambda n: grouped[:n])
-                self._write(encoded)
+            with self._store.scratch.borrow(sum(len(c[1]) for c in run)) as grouped:
+                items: list = []
+                at = 0
+                for d, view, _, ph in run:
+                    region = grouped[at : at + len(view)]
+                    items += _encode_block(view, [(0, len(view), d)], plan, ph if plan.elem else 0, lambda n, r=region: r[:n])
+                    at += len(view)
+                self._write(items)
         self.total_bytes += sum(len(b[1]) for b in batch)
         return new
 
