@@ -39,7 +39,8 @@ from modelkeep.registry import tree
 from modelkeep.registry.provenance import capture as capture_provenance
 from modelkeep.registry.types import Version
 from modelkeep.registry.wire import from_wire, to_wire
-from modelkeep.store.chunking import cut, segments
+from modelkeep.store.buffers import BufferPool
+from modelkeep.store.chunking import MAX_CHUNK, MIN_CHUNK, cut, segments
 from modelkeep.store.digest import Digest
 from modelkeep.store.manifest import ChunkRef, Destination, FileEntry, Manifest
 
@@ -97,7 +98,14 @@ def _retry(fn: Callable[[], Any], attempts: int = ATTEMPTS) -> Any:
 
 
 class _Uploader:
-    """Batches of (digest, bytes, elem, phase): ask which are missing, upload those, in worker threads."""
+    """Batches of chunks: ask which are missing, upload those, in worker threads.
+
+    Each chunk is copied once, with its frame header, into the batch's request
+    body as it is added, so the chunker's block buffers are free again at once;
+    the bodies come from a small pool (fresh 8 MiB buffers cost a page fault per
+    4 KiB). A batch the server lacks entirely goes out as it is; otherwise the
+    frames it lacks are gathered into a new body.
+    """
 
     def __init__(self, http: Any, name: str, *, jobs: int, batch_bytes: int, progress: Progress | None) -> None:
         self._http = http
@@ -105,8 +113,12 @@ class _Uploader:
         self._pool = ThreadPoolExecutor(jobs, thread_name_prefix="mk-upload")
         self._inflight: list[Future] = []
         self._max_inflight = jobs * 2
-        self._batch: list[tuple[bytes, bytes | memoryview, int, int]] = []
-        self._batch_size = 0
+        self._bodies = BufferPool(keep=self._max_inflight + 2)
+        # room for a batch, the chunk that crosses its end, and every frame header
+        self._capacity = batch_bytes + MAX_CHUNK + UP_FRAME.size * (batch_bytes // MIN_CHUNK + 2)
+        self._body: bytearray | None = None
+        self._used = 0
+        self._frames: list[tuple[bytes, int, int]] = []  # digest, frame offset, chunk length
         self._batch_bytes = batch_bytes
         self._seen: set[bytes] = set()
         self._progress = progress
@@ -119,45 +131,55 @@ class _Uploader:
         if digest in self._seen:  # repeats within this push are sent once
             return
         self._seen.add(digest)
-        # a view, not a copy: every block the chunker yields is a fresh buffer
-        self._batch.append((digest, data, elem, phase))
-        self._batch_size += len(data)
-        if self._batch_size >= self._batch_bytes:
+        if self._body is None:
+            self._body = self._bodies.take(self._capacity)
+            self._used = 0
+        at = self._used
+        UP_FRAME.pack_into(self._body, at, digest, len(data), elem, phase)
+        end = at + UP_FRAME.size + len(data)
+        self._body[at + UP_FRAME.size : end] = data
+        self._used = end
+        self._frames.append((digest, at, len(data)))
+        if end - UP_FRAME.size * len(self._frames) >= self._batch_bytes:
             self.flush()
 
     def flush(self) -> None:
-        if not self._batch:
+        if self._body is None:
             return
-        batch, self._batch, self._batch_size = self._batch, [], 0
-        self._inflight.append(self._pool.submit(self._send, batch))
+        body, used, frames = self._body, self._used, self._frames
+        self._body, self._used, self._frames = None, 0, []
+        self._inflight.append(self._pool.submit(self._send, body, used, frames))
         while len(self._inflight) > self._max_inflight:  # bounded memory: wait for the oldest
             self._inflight.pop(0).result()
 
-    def _send(self, batch: list[tuple[bytes, bytes | memoryview, int, int]]) -> None:
-        digests = [str(Digest(d)) for d, _, _, _ in batch]
-        missing = set(missing_chunks(self._http, self._name, digests))
-        todo = [c for c in batch if str(Digest(c[0])) in missing]
-        if todo:
-            parts: list[bytes | memoryview] = []
-            for d, b, e, p in todo:
-                parts.append(UP_FRAME.pack(d, len(b), e, p))
-                parts.append(b)
-            body = b"".join(parts)
-            _retry(
-                lambda: self._http.request(
-                    "POST",
-                    f"{API}/chunks",
-                    params={"name": self._name},
-                    content=body,
-                    headers={"Content-Type": "application/octet-stream"},
+    def _send(self, body: bytearray, used: int, frames: list[tuple[bytes, int, int]]) -> None:
+        try:
+            view = memoryview(body)
+            missing = set(missing_chunks(self._http, self._name, [str(Digest(d)) for d, _, _ in frames]))
+            todo = [f for f in frames if str(Digest(f[0])) in missing]
+            if todo:
+                if len(todo) == len(frames):
+                    parts = [view[:used]]
+                else:
+                    parts = [view[at : at + UP_FRAME.size + ln] for _, at, ln in todo]
+                length = sum(len(p) for p in parts)
+                _retry(
+                    lambda: self._http.request(
+                        "POST",
+                        f"{API}/chunks",
+                        params={"name": self._name},
+                        content=parts,  # sent as it lies, no joined copy; re-iterable for a retry
+                        headers={"Content-Type": "application/octet-stream", "Content-Length": str(length)},
+                    )
                 )
-            )
-            with self._lock:
-                self.sent_bytes += sum(len(b) for _, b, _, _ in todo)
-                self.wire_bytes += len(body)
-                self.chunks_sent += len(todo)
-        if self._progress:
-            self._progress(sum(len(b) for _, b, _, _ in batch))
+                with self._lock:
+                    self.sent_bytes += sum(ln for _, _, ln in todo)
+                    self.wire_bytes += length
+                    self.chunks_sent += len(todo)
+            if self._progress:
+                self._progress(sum(ln for _, _, ln in frames))
+        finally:
+            self._bodies.give(body)
 
     def finish(self) -> None:
         self.flush()
@@ -193,10 +215,19 @@ def _cut_file(path: Path, rel: str, up: _Uploader, hasher: ThreadPoolExecutor) -
         file_hash = blake3.blake3()
         refs: list[ChunkRef] = []
         hashing: Future | None = None
+        # Two block buffers, reused: the file digest reads one while the next is cut
+        # (the uploader copies the chunks it keeps).
+        blocks = [bytearray(), bytearray()]
+        turn = [0]
+
+        def into(n: int) -> memoryview:
+            turn[0] ^= 1
+            if len(blocks[turn[0]]) < n:
+                blocks[turn[0]] = bytearray(n)
+            return memoryview(blocks[turn[0]])[:n]
+
         for seg in segments(f, size, rel):
-            for block_off, view, cuts in cut(f, seg):
-                if hashing is not None:
-                    hashing.result()
+            for block_off, view, cuts in cut(f, seg, into=lambda n: _after(hashing, into, n)):
                 hashing = hasher.submit(file_hash.update, view)  # blake3 releases the GIL
                 for off, ln in cuts:
                     piece = view[off : off + ln]
@@ -209,6 +240,13 @@ def _cut_file(path: Path, rel: str, up: _Uploader, hasher: ThreadPoolExecutor) -
         if sum(r.size for r in refs) != size:
             raise InvalidPath(f"{path} changed while being read")
     return FileEntry(rel, Digest(file_hash.digest()), size, tuple(refs), bool(st.st_mode & 0o111))
+
+
+def _after(hashing: Future | None, into: Callable[[int], memoryview], n: int) -> memoryview:
+    """The next block buffer, once the file digest is done with the block before."""
+    if hashing is not None:
+        hashing.result()
+    return into(n)
 
 
 def upload(

@@ -30,20 +30,21 @@ class BufferPool:
         The buffer goes back to the pool when the block ends: views of it must not
         be used after that.
         """
-        buf = self._take(n)
+        buf = self.take(n)
         try:
             yield memoryview(buf)[:n]
         finally:
-            self._give(buf)
+            self.give(buf)
 
-    def _take(self, n: int) -> bytearray:
+    def take(self, n: int) -> bytearray:
+        """A buffer of at least ``n`` bytes; hand it back with ``give`` once no view of it is used."""
         with self._lock:
             for i, buf in enumerate(self._free):
                 if len(buf) >= n:
                     return self._free.pop(i)
         return bytearray(n)
 
-    def _give(self, buf: bytearray) -> None:
+    def give(self, buf: bytearray) -> None:
         with self._lock:
             if len(self._free) < self._keep:
                 self._free.append(buf)
