@@ -37,7 +37,7 @@ __all__ = ["Segment", "segments", "cut", "tensor_chunks", "AVG_CHUNK", "MIN_CHUN
 AVG_CHUNK = 64 * 1024
 MIN_CHUNK = 16 * 1024
 MAX_CHUNK = 256 * 1024
-BLOCK = 8 * 1024 * 1024  # bytes read at a time; bounds memory per file in flight
+BLOCK = 2 * 1024 * 1024  # bytes read at a time: bounds memory in flight, and stays in cache between steps
 
 # dtype -> element size of the float types whose byte planes compress differently
 _FLOAT_ELEM = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2}

@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[int], None]
 _IN_FLIGHT = 3  # segments being cut and encoded ahead of the one whose chunk list is collected
-_READ_BATCH = 8 * 1024 * 1024
+_READ_BATCH = 2 * 1024 * 1024  # pull: bytes of a run read, decoded and verified at once (stays in cache)
 
 
 @dataclass(frozen=True, slots=True)
@@ -695,7 +695,7 @@ class _Ring:
     block seen.
     """
 
-    SLOTS = 2
+    SLOTS = 4
 
     def __init__(self) -> None:
         self._bufs: list[bytearray] = [bytearray() for _ in range(self.SLOTS)]
