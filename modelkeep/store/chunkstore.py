@@ -650,6 +650,7 @@ class _Inline:
 _INLINE = _Inline()
 _THREAD_ABOVE = 4 * 1024 * 1024
 _RUN_BYTES = 8 * 1024 * 1024  # put_chunks: largest block encoded at once
+_MIN_ELEMS = codec.MIN_PLANE_ELEMS
 
 
 def _encode_block(
@@ -677,11 +678,25 @@ def _encode_block(
     # contiguous slices of the block's planes.
     planes = scratch(n * e) if scratch is not None else memoryview(bytearray(n * e))
     shuffle(view[head0 : head0 + n * e], e, planes)
+    spans = []
     for off, ln, d in new:
         first = off + ((head0 - off) % e)
         k0 = (first - head0) // e
-        k1 = max(k0, (off + ln - head0) // e)
-        kind, parts = codec.encode_planes(view, planes, n, plan, off, ln, first, k0, k1)
+        spans.append((off, ln, d, first, k0, max(k0, (off + ln - head0) // e)))
+    # The planes worth compressing, of every new chunk, in one call
+    chosen = [i for i in range(e) if plan.planes[i]]
+    frames = iter(
+        codec.compress_planes(
+            [planes[i * n + k0 : i * n + k1] for _, _, _, _, k0, k1 in spans if k1 - k0 >= _MIN_ELEMS for i in chosen]
+        )
+    )
+    for off, ln, d, first, k0, k1 in spans:
+        compressed: list[bytes | None] | None = None
+        if k1 - k0 >= _MIN_ELEMS:
+            compressed = [None] * e
+            for i in chosen:
+                compressed[i] = next(frames)
+        kind, parts = codec.encode_planes(view, planes, n, plan, off, ln, first, k0, k1, compressed)
         out.append((d, kind, parts, ln))
     return out
 

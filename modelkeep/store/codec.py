@@ -24,17 +24,23 @@ from __future__ import annotations
 
 import struct
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
+
 import zstandard
 
 from modelkeep.errors import CorruptData
 from modelkeep.store.planes import shuffle, unshuffle
 
-__all__ = ["RAW", "ZSTD", "PLANES", "Plan", "plan_for", "encode", "encode_planes", "decode", "decode_into"]
+__all__ = [
+    "RAW", "ZSTD", "PLANES", "Plan", "plan_for", "encode", "encode_planes", "compress_planes",
+    "decode", "decode_into",
+]
 
 RAW, ZSTD, PLANES = 0, 1, 2
 _PAYS = 0.92  # keep a compressed form only when it is at most this share of the raw one
 _SAMPLE = 64 * 1024
+MIN_PLANE_ELEMS = 64  # fewer whole elements in a chunk: stored raw
 
 # Fast zstd settings for byte planes: a small window, a tiny hash table and long
 # minimum matches, since the gain is in entropy coding, not in matches (measured
@@ -102,18 +108,37 @@ def encode(data: memoryview | bytes, plan: Plan, phase: int = 0) -> tuple[int, b
     return RAW, data
 
 
+def compress_planes(pieces: list[memoryview]) -> list[bytes]:
+    """zstd frames of many planes, compressed in one call (its loop runs in C, without the GIL)."""
+    if not pieces:
+        return []
+    frames = _codecs().plane.multi_compress_to_buffer(pieces)
+    return [frames[i].tobytes() for i in range(len(pieces))]
+
+
 def encode_planes(
-    block: memoryview, planes: memoryview, n: int, plan: Plan, off: int, ln: int, first: int, k0: int, k1: int
+    block: memoryview,
+    planes: memoryview,
+    n: int,
+    plan: Plan,
+    off: int,
+    ln: int,
+    first: int,
+    k0: int,
+    k1: int,
+    compressed: Sequence[bytes | None] | None = None,
 ) -> tuple[int, list[bytes | memoryview]]:
     """Encode the chunk ``block[off:off+ln]`` whose whole elements are ``k0:k1`` of the block's planes.
 
     ``planes`` holds the block's ``plan.elem`` planes of ``n`` bytes each, one after
-    another; ``first`` is the block offset of element ``k0``. Returns (codec, parts to write).
+    another; ``first`` is the block offset of element ``k0``. ``compressed`` may
+    hold the zstd frame of each plane the plan compresses (``compress_planes``),
+    made ahead for many chunks at once. Returns (codec, parts to write).
     """
     e = plan.elem
     count = k1 - k0
     chunk = block[off : off + ln]
-    if count < 64:
+    if count < MIN_PLANE_ELEMS:
         return RAW, [chunk]
     head = first - off
     tail = ln - head - count * e
@@ -124,7 +149,7 @@ def encode_planes(
     for i in range(e):
         plane = planes[i * n + k0 : i * n + k1]
         if plan.planes[i]:
-            z = c.plane.compress(plane)
+            z = compressed[i] if compressed is not None and compressed[i] is not None else c.plane.compress(plane)
             if len(z) < _PAYS * count:
                 table += struct.pack("<BI", 1, len(z))
                 body.append(z)
@@ -169,39 +194,55 @@ def decode_into(codec: int, blob: bytes | memoryview, dst: memoryview) -> None:
         raise CorruptData(f"chunk does not decode: {exc}") from None
 
 
-def _decode_planes(mv: memoryview, dst: memoryview) -> None:
-    raw_len = len(dst)
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """A PLANES blob, parsed: where its head, planes and tail lie."""
+
+    e: int
+    n: int
+    head: memoryview
+    parts: list[tuple[int, memoryview]]  # (method, bytes as stored) per plane
+    tail: memoryview
+
+    def assemble(self, planes: Sequence[bytes | memoryview], dst: memoryview) -> None:
+        if any(len(p) != self.n for p in planes):
+            raise ValueError("plane has the wrong length")
+        h = len(self.head)
+        dst[:h] = self.head
+        unshuffle(planes, dst[h : h + self.n * self.e])
+        dst[h + self.n * self.e :] = self.tail
+
+
+def _parse_planes(mv: memoryview, raw_len: int) -> _Layout:
     e, head, tail = struct.unpack_from("<BBB", mv, 0)
     if e not in (2, 4, 8) or head >= e or tail >= e:
         raise ValueError("bad plane header")
     n = (raw_len - head - tail) // e
     if n < 0 or n * e + head + tail != raw_len:
         raise ValueError("plane sizes do not add up")
-    pos = 3
-    methods = []
-    for _ in range(e):
-        m, ln = struct.unpack_from("<BI", mv, pos)
-        methods.append((m, ln))
-        pos += 5
+    pos = 3 + 5 * e
+    sizes = [struct.unpack_from("<BI", mv, 3 + 5 * i) for i in range(e)]
     if pos + head > len(mv):
         raise ValueError("truncated plane header")
-    dst[:head] = mv[pos : pos + head]
+    head_view = mv[pos : pos + head]
     pos += head
-    d = _codecs().d
-    planes: list[bytes | memoryview] = []
-    for m, ln in methods:
+    parts = []
+    for method, ln in sizes:
+        if method not in (0, 1):
+            raise ValueError(f"bad plane method {method}")
         part = mv[pos : pos + ln]
         if len(part) != ln:
             raise ValueError("truncated plane")
+        parts.append((method, part))
         pos += ln
-        if m == 1:
-            part = d.decompress(part, max_output_size=n)
-        elif m != 0:
-            raise ValueError(f"bad plane method {m}")
-        if len(part) != n:
-            raise ValueError("plane has the wrong length")
-        planes.append(part)
     if pos + tail != len(mv):
         raise ValueError("trailing bytes after planes")
-    unshuffle(planes, dst[head : head + n * e])
-    dst[head + n * e :] = mv[pos:]
+    return _Layout(e, n, head_view, parts, mv[pos:])
+
+
+def _decode_planes(mv: memoryview, dst: memoryview) -> None:
+    layout = _parse_planes(mv, len(dst))
+    d = _codecs().d
+    n = layout.n
+    planes = [d.decompress(part, max_output_size=n) if method == 1 else part for method, part in layout.parts]
+    layout.assemble(planes, dst)
