@@ -7,7 +7,7 @@ per-layer sigma, like trained weights) and five fine-tuned variants that each
 rewrite ~10% of the bytes as whole tensors; then measures, against `cp` and
 `cp` + `sync` of the same file in the same run:
 
-- push of the base, push of a variant, pull (each the median of 3 runs; every
+- push of the base, push of a variant, pull (each the median of 5 runs; every
   timed step, cp included, starts from the same state: see ``settle``);
 - stored bytes after base + five variants, relative to the base size;
 - peak RSS of a push and of a pull of the whole file, in a child process;
@@ -191,7 +191,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size-mib", type=int, default=1024)
     ap.add_argument("--versions", type=int, default=10_000)
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--work", type=Path, default=None)
     args = ap.parse_args()
 
@@ -268,6 +268,9 @@ def bench(work: Path, args) -> dict[str, float]:
     cs, cp = median(cp_sync), median(cp_plain)
     print(f"cp+sync {cs:.2f}s  cp {cp:.2f}s  push base {median(push_base):.2f}s  "
           f"push variant {median(push_var):.2f}s  pull {median(pull):.2f}s")
+    for label, xs in (("cp+sync", cp_sync), ("cp", cp_plain), ("push base", push_base),
+                      ("push variant", push_var), ("pull", pull)):
+        print(f"  {label:13} runs: " + " ".join(f"{x:.2f}" for x in xs))
     res["push_base_vs_cp_sync"] = median(push_base) / cs
     res["push_variant_vs_cp_sync"] = median(push_var) / cs
     res["pull_vs_cp"] = median(pull) / cp
