@@ -113,7 +113,7 @@ def sync() -> None:
     subprocess.run(["sync"], check=True)
 
 
-WARM_BYTES = 2 << 30
+WARM_BYTES = 3 << 30
 
 
 def settle(scratch: Path, *inputs: Path) -> None:
@@ -121,7 +121,7 @@ def settle(scratch: Path, *inputs: Path) -> None:
 
     ``sync`` first, so no step pays for another's writeback. Then the step's input
     files are read (they are in the page cache, as a file just written or just
-    used is; a memory reclaimer may have dropped them meanwhile). Last, 2 GiB are
+    used is; a memory reclaimer may have dropped them meanwhile). Last, 3 GiB are
     written to ``scratch`` and deleted: on this kind of VM, filling page cache
     from memory that has lain free for a while costs ~1-2 s of kernel time per
     GiB, against ~0.1 s from page cache just freed. Without this, that cost lands
@@ -142,6 +142,7 @@ def settle(scratch: Path, *inputs: Path) -> None:
     finally:
         os.close(fd)
         os.unlink(scratch)
+    sync()  # nothing of the scratch file may still be queued for writeback
 
 
 def timed(cmd: list[str] | str, shell: bool = False) -> float:
