@@ -148,8 +148,8 @@ async def _store_upload(store, body: bytes | memoryview) -> tuple[int, int]:  # 
             session.commit()  # sealed before we answer: acknowledged chunks are durable
         return len(chunks), new
 
+    # Not cancellable (anyio's default): the body stays borrowed until the thread is done with it.
     return await run_in_threadpool(put)
-
 
 
 def _parse_upload(body: bytes | memoryview) -> list[tuple[Digest, memoryview, int, int]]:
