@@ -41,6 +41,8 @@ RAW, ZSTD, PLANES = 0, 1, 2
 _PAYS = 0.92  # keep a compressed form only when it is at most this share of the raw one
 _SAMPLE = 64 * 1024
 MIN_PLANE_ELEMS = 64  # fewer whole elements in a chunk: stored raw
+# the table that opens a PLANES blob, per element size: e, head, tail, then (method, length) per plane
+_PLANE_TABLES = {e: struct.Struct("<BBB" + "BI" * e) for e in (2, 4, 8)}
 
 # Fast zstd settings for byte planes: a small window, a tiny hash table and long
 # minimum matches, since the gain is in entropy coding, not in matches (measured
@@ -142,24 +144,25 @@ def encode_planes(
         return RAW, [chunk]
     head = first - off
     tail = ln - head - count * e
-    c = _codecs()
-    table = bytearray(struct.pack("<BBB", e, head, tail))
+    fields = [e, head, tail]
     body: list[bytes | memoryview] = []
     gained = False
     for i in range(e):
         plane = planes[i * n + k0 : i * n + k1]
         if plan.planes[i]:
-            z = compressed[i] if compressed is not None and compressed[i] is not None else c.plane.compress(plane)
+            z = compressed[i] if compressed is not None and compressed[i] is not None else None
+            if z is None:
+                z = _codecs().plane.compress(plane)
             if len(z) < _PAYS * count:
-                table += struct.pack("<BI", 1, len(z))
+                fields += (1, len(z))
                 body.append(z)
                 gained = True
                 continue
-        table += struct.pack("<BI", 0, count)
+        fields += (0, count)
         body.append(plane)
     if not gained:
         return RAW, [chunk]
-    return PLANES, [bytes(table), chunk[:head], *body, chunk[ln - tail :]]
+    return PLANES, [_PLANE_TABLES[e].pack(*fields), chunk[:head], *body, chunk[ln - tail :]]
 
 
 def decode(codec: int, blob: bytes | memoryview, raw_len: int) -> bytes | memoryview:
@@ -194,55 +197,37 @@ def decode_into(codec: int, blob: bytes | memoryview, dst: memoryview) -> None:
         raise CorruptData(f"chunk does not decode: {exc}") from None
 
 
-@dataclass(frozen=True, slots=True)
-class _Layout:
-    """A PLANES blob, parsed: where its head, planes and tail lie."""
-
-    e: int
-    n: int
-    head: memoryview
-    parts: list[tuple[int, memoryview]]  # (method, bytes as stored) per plane
-    tail: memoryview
-
-    def assemble(self, planes: Sequence[bytes | memoryview], dst: memoryview) -> None:
-        if any(len(p) != self.n for p in planes):
-            raise ValueError("plane has the wrong length")
-        h = len(self.head)
-        dst[:h] = self.head
-        unshuffle(planes, dst[h : h + self.n * self.e])
-        dst[h + self.n * self.e :] = self.tail
-
-
-def _parse_planes(mv: memoryview, raw_len: int) -> _Layout:
-    e, head, tail = struct.unpack_from("<BBB", mv, 0)
-    if e not in (2, 4, 8) or head >= e or tail >= e:
+def _decode_planes(mv: memoryview, dst: memoryview) -> None:
+    # Runs once per chunk on every pull: one struct call for the whole table.
+    table = _PLANE_TABLES.get(mv[0]) if len(mv) else None
+    if table is None:
         raise ValueError("bad plane header")
+    fields = table.unpack_from(mv, 0)
+    e, head, tail = fields[0], fields[1], fields[2]
+    raw_len = len(dst)
     n = (raw_len - head - tail) // e
-    if n < 0 or n * e + head + tail != raw_len:
+    if head >= e or tail >= e or n < 0 or n * e + head + tail != raw_len:
         raise ValueError("plane sizes do not add up")
-    pos = 3 + 5 * e
-    sizes = [struct.unpack_from("<BI", mv, 3 + 5 * i) for i in range(e)]
+    pos = table.size
     if pos + head > len(mv):
         raise ValueError("truncated plane header")
-    head_view = mv[pos : pos + head]
+    dst[:head] = mv[pos : pos + head]
     pos += head
-    parts = []
-    for method, ln in sizes:
-        if method not in (0, 1):
-            raise ValueError(f"bad plane method {method}")
+    planes: list[bytes | memoryview] = []
+    for i in range(3, 3 + 2 * e, 2):
+        method, ln = fields[i], fields[i + 1]
         part = mv[pos : pos + ln]
         if len(part) != ln:
             raise ValueError("truncated plane")
-        parts.append((method, part))
         pos += ln
+        if method == 1:
+            part = _codecs().d.decompress(part, max_output_size=n)
+        elif method != 0:
+            raise ValueError(f"bad plane method {method}")
+        if len(part) != n:
+            raise ValueError("plane has the wrong length")
+        planes.append(part)
     if pos + tail != len(mv):
         raise ValueError("trailing bytes after planes")
-    return _Layout(e, n, head_view, parts, mv[pos:])
-
-
-def _decode_planes(mv: memoryview, dst: memoryview) -> None:
-    layout = _parse_planes(mv, len(dst))
-    d = _codecs().d
-    n = layout.n
-    planes = [d.decompress(part, max_output_size=n) if method == 1 else part for method, part in layout.parts]
-    layout.assemble(planes, dst)
+    unshuffle(planes, dst[head : head + n * e])
+    dst[head + n * e :] = mv[pos:]
