@@ -380,10 +380,15 @@ class UploadSession:
             with open(path, "rb") as f:
                 for block_off, view, cuts in cut(f, seg, into=ring.take):
                     ring.hold(file_hash.offer(block_off, view))
-                    if plan is None:
-                        plan = codec.plan_for(view, seg.elem)
-                    phase = (block_off - seg.start) % seg.elem if plan.elem else 0
-                    digests, items = self._hash_and_encode(view, cuts, plan, phase, ring.scratch)
+                    digests, new = self._hash_and_claim(view, cuts)
+                    items = []
+                    if new:
+                        # decided on the first block with new chunks (most segments of a
+                        # fine-tune have none); tensor blocks start on an element
+                        if plan is None:
+                            plan = codec.plan_for(view, seg.elem)
+                        phase = (block_off - seg.start) % seg.elem if plan.elem else 0
+                        items = _encode_block(view, new, plan, phase, ring.scratch)
                     refs.extend(ChunkRef(Digest(d), ln) for d, (_, ln) in zip(digests, cuts))
                     if items:  # the slot's buffers stay untouched until this write is done
                         ring.hold(packer.submit(self._write, items))
@@ -411,14 +416,8 @@ class UploadSession:
             self._sealer = self._pools[3]
         return self._pools[0], self._pools[1], self._pools[2]
 
-    def _hash_and_encode(
-        self,
-        view: memoryview,
-        cuts: list[tuple[int, int]],
-        plan: codec.Plan,
-        phase: int,
-        scratch: Callable[[int], memoryview] | None = None,
-    ):
+    def _hash_and_claim(self, view: memoryview, cuts: list[tuple[int, int]]):
+        """Digests of a block's chunks, and the chunks this push must store: (offset, length, digest)."""
         digests = [blake3.blake3(view[off : off + ln]).digest() for off, ln in cuts]
         new: list[tuple[int, int, bytes]] = []
         with self._claim:
@@ -428,7 +427,7 @@ class UploadSession:
                 self._pending.add(d)
                 new.append((off, ln, d))
                 self.new_bytes += ln
-        return digests, (_encode_block(view, new, plan, phase, scratch) if new else [])
+        return digests, new
 
     def put_chunks(self, chunks: Iterable[tuple[Digest, bytes | memoryview, int, int]]) -> int:
         """Store chunks cut elsewhere (a remote client's upload): ``(digest, bytes, elem, phase)`` each.
