@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import struct
 import tracemalloc
@@ -10,13 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from modelkeep.errors import CorruptData, InvalidInput, SignatureMismatch, UnsafeModel
 from modelkeep.ml.flavors import _tensors
 from modelkeep.ml.flavors.base import MODEL_FILE
 
-HAS_TORCH = importlib.util.find_spec("torch") is not None
-needs_torch = pytest.mark.skipif(not HAS_TORCH, reason="torch is not installed (not in the test extra: too large)")
 
 
 def _lying_file(path: Path, header: dict, data: bytes = b"\x00" * 64, *, claimed_len: int | None = None) -> Path:
@@ -100,21 +98,17 @@ def test_load_model_refuses_a_lying_header_before_importing_torch(ml_registry, t
 
 # -- with torch --------------------------------------------------------------------------------------
 
-if HAS_TORCH:
-    import torch
+class TinyNet(torch.nn.Module):
+    def __init__(self, width: int = 4) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(3, width)
+        self.out = torch.nn.Linear(width, 2)
+        self.register_buffer("steps", torch.tensor(7, dtype=torch.int64))
 
-    class TinyNet(torch.nn.Module):
-        def __init__(self, width: int = 4) -> None:
-            super().__init__()
-            self.fc = torch.nn.Linear(3, width)
-            self.out = torch.nn.Linear(width, 2)
-            self.register_buffer("steps", torch.tensor(7, dtype=torch.int64))
-
-        def forward(self, x):  # type: ignore[no-untyped-def]
-            return self.out(torch.relu(self.fc(x)))
+    def forward(self, x):  # type: ignore[no-untyped-def]
+        return self.out(torch.relu(self.fc(x)))
 
 
-@needs_torch
 def test_torch_module_round_trips_through_its_import_path(ml_registry) -> None:  # type: ignore[no-untyped-def]
     torch.manual_seed(0)
     net = TinyNet(width=5).eval()
@@ -130,7 +124,6 @@ def test_torch_module_round_trips_through_its_import_path(ml_registry) -> None: 
     assert int(loaded.raw.steps) == 7
 
 
-@needs_torch
 def test_bfloat16_state_dict_round_trips(ml_registry) -> None:  # type: ignore[no-untyped-def]
     state = {"w": torch.randn(4, 4).to(torch.bfloat16)}
     ml_registry.log_model(state, "bf16")
@@ -139,7 +132,6 @@ def test_bfloat16_state_dict_round_trips(ml_registry) -> None:  # type: ignore[n
     assert torch.equal(back["w"], state["w"])
 
 
-@needs_torch
 def test_torch_pickle_needs_allow_pickle(ml_registry) -> None:  # type: ignore[no-untyped-def]
     ml_registry.log_model(TinyNet(), "pickled", options={"serialization": "pickle"})
     with pytest.raises(UnsafeModel, match="torch pickle"):
@@ -147,7 +139,6 @@ def test_torch_pickle_needs_allow_pickle(ml_registry) -> None:  # type: ignore[n
     assert isinstance(ml_registry.load_model("pickled", allow_pickle=True).raw, TinyNet)
 
 
-@needs_torch
 def test_module_path_that_is_not_a_module_class_is_refused(ml_registry, tmp_path) -> None:  # type: ignore[no-untyped-def]
     folder = tmp_path / "m"
     folder.mkdir()
@@ -159,7 +150,6 @@ def test_module_path_that_is_not_a_module_class_is_refused(ml_registry, tmp_path
         ml_registry.load_model("evil")
 
 
-@needs_torch
 def test_torch_model_file_naming_another_path_is_corrupt(ml_registry, tmp_path) -> None:  # type: ignore[no-untyped-def]
     folder = tmp_path / "m"
     folder.mkdir()
