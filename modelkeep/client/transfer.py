@@ -39,7 +39,7 @@ from modelkeep.registry import tree
 from modelkeep.registry.provenance import capture as capture_provenance
 from modelkeep.registry.types import Version
 from modelkeep.registry.wire import from_wire, to_wire
-from modelkeep.store.buffers import BufferPool
+from modelkeep.store.buffers import BufferPool, BufferRing
 from modelkeep.store.chunking import MAX_CHUNK, MIN_CHUNK, cut, segments
 from modelkeep.store.digest import Digest
 from modelkeep.store.manifest import ChunkRef, Destination, FileEntry, Manifest
@@ -214,39 +214,22 @@ def _cut_file(path: Path, rel: str, up: _Uploader, hasher: ThreadPoolExecutor) -
         size = st.st_size
         file_hash = blake3.blake3()
         refs: list[ChunkRef] = []
-        hashing: Future | None = None
         # Two block buffers, reused: the file digest reads one while the next is cut
         # (the uploader copies the chunks it keeps).
-        blocks = [bytearray(), bytearray()]
-        turn = [0]
-
-        def into(n: int) -> memoryview:
-            turn[0] ^= 1
-            if len(blocks[turn[0]]) < n:
-                blocks[turn[0]] = bytearray(n)
-            return memoryview(blocks[turn[0]])[:n]
-
+        ring = BufferRing(2)
         for seg in segments(f, size, rel):
-            for block_off, view, cuts in cut(f, seg, into=lambda n: _after(hashing, into, n)):
-                hashing = hasher.submit(file_hash.update, view)  # blake3 releases the GIL
+            for block_off, view, cuts in cut(f, seg, into=ring.take):
+                ring.hold(hasher.submit(file_hash.update, view))  # blake3 releases the GIL
                 for off, ln in cuts:
                     piece = view[off : off + ln]
                     d = blake3.blake3(piece).digest()
                     refs.append(ChunkRef(Digest(d), ln))
                     phase = (block_off + off - seg.start) % seg.elem if seg.elem else 0
                     up.add(d, piece, seg.elem, phase)
-        if hashing is not None:
-            hashing.result()
+        ring.drain()
         if sum(r.size for r in refs) != size:
             raise InvalidPath(f"{path} changed while being read")
     return FileEntry(rel, Digest(file_hash.digest()), size, tuple(refs), bool(st.st_mode & 0o111))
-
-
-def _after(hashing: Future | None, into: Callable[[int], memoryview], n: int) -> memoryview:
-    """The next block buffer, once the file digest is done with the block before."""
-    if hashing is not None:
-        hashing.result()
-    return into(n)
 
 
 def upload(

@@ -9,10 +9,11 @@ body, the grouped planes of a batch) borrows them from a pool instead.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 
-__all__ = ["BufferPool"]
+__all__ = ["BufferPool", "BufferRing"]
 
 
 class BufferPool:
@@ -52,3 +53,54 @@ class BufferPool:
                 smallest = min(range(len(self._free)), key=lambda i: len(self._free[i]), default=None)
                 if smallest is not None and len(self._free[smallest]) < len(buf):
                     self._free[smallest] = buf
+
+
+class BufferRing:
+    """Block buffers one thread reuses in turn, each free again once the work reading it is done.
+
+    ``take`` moves to the next slot, first waiting for the futures ``hold`` recorded
+    against it (a digest, a write still reading the slot's bytes), so no buffer is
+    overwritten while in use. Each slot also has a ``scratch`` buffer for bytes
+    derived from its block. Buffers grow to the largest request seen.
+    """
+
+    def __init__(self, slots: int) -> None:
+        self._bufs = [bytearray() for _ in range(slots)]
+        self._scratch = [bytearray() for _ in range(slots)]
+        self._held: list[list[Future]] = [[] for _ in range(slots)]
+        self._slot = slots - 1
+
+    def take(self, n: int) -> memoryview:
+        self._slot = (self._slot + 1) % len(self._bufs)
+        held, self._held[self._slot] = self._held[self._slot], []
+        _wait_all(held)
+        if len(self._bufs[self._slot]) < n:
+            self._bufs[self._slot] = bytearray(n)
+        return memoryview(self._bufs[self._slot])[:n]
+
+    def scratch(self, n: int) -> memoryview:
+        if len(self._scratch[self._slot]) < n:
+            self._scratch[self._slot] = bytearray(n)
+        return memoryview(self._scratch[self._slot])[:n]
+
+    def hold(self, fut: Future) -> None:
+        """The current slot's buffers stay untouched until ``fut`` is done."""
+        self._held[self._slot].append(fut)
+
+    def drain(self) -> None:
+        """Wait for everything still reading these buffers; raise the first failure."""
+        held = [f for slot in self._held for f in slot]
+        self._held = [[] for _ in self._held]
+        _wait_all(held)
+
+
+def _wait_all(futures: Iterable[Future]) -> None:
+    # every one, even after a failure: none may still read a buffer once this returns
+    failure: BaseException | None = None
+    for fut in futures:
+        try:
+            fut.result()
+        except BaseException as exc:
+            failure = failure or exc
+    if failure is not None:
+        raise failure

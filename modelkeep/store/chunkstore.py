@@ -26,7 +26,7 @@ import blake3
 from modelkeep.errors import ChunkNotFound, CorruptData, InvalidInput, InvalidPath, StorageError
 from modelkeep.store import codec
 from modelkeep.store.backends import Backend, open_backend
-from modelkeep.store.buffers import BufferPool
+from modelkeep.store.buffers import BufferPool, BufferRing
 from modelkeep.store.chunking import MAX_CHUNK, cut, segments
 from modelkeep.store.digest import Digest
 from modelkeep.store.gc import GC_GENERATION
@@ -399,10 +399,10 @@ class UploadSession:
             ring.drain()
         return refs, seg.end - seg.start
 
-    def _ring(self) -> _Ring:
+    def _ring(self) -> BufferRing:
         ring = getattr(self._local, "ring", None)
         if ring is None:
-            ring = self._local.ring = _Ring()
+            ring = self._local.ring = BufferRing(_RING_SLOTS)
         return ring
 
     def _threads(self) -> tuple[ThreadPoolExecutor, ThreadPoolExecutor, ThreadPoolExecutor]:
@@ -650,6 +650,7 @@ _INLINE = _Inline()
 _THREAD_ABOVE = 4 * 1024 * 1024
 _RUN_BYTES = 8 * 1024 * 1024  # put_chunks: largest block encoded at once
 _MIN_ELEMS = codec.MIN_PLANE_ELEMS
+_RING_SLOTS = 4  # blocks each push worker may have in flight (read, digest, write)
 
 
 def _encode_block(
@@ -698,61 +699,6 @@ def _encode_block(
         kind, parts = codec.encode_planes(view, planes, n, plan, off, ln, first, k0, k1, compressed)
         out.append((d, kind, parts, ln))
     return out
-
-
-class _Ring:
-    """Block buffers one worker thread reuses: fresh memory costs a page fault per 4 KiB.
-
-    ``take`` moves to the next slot, first waiting for the work that still reads
-    that slot's buffers (the file digest, the packer's write: ``hold`` records
-    them), so no buffer is overwritten while in use. Buffers grow to the largest
-    block seen.
-    """
-
-    SLOTS = 4
-
-    def __init__(self) -> None:
-        self._bufs: list[bytearray] = [bytearray() for _ in range(self.SLOTS)]
-        self._scratch: list[bytearray] = [bytearray() for _ in range(self.SLOTS)]
-        self._held: list[list[Future]] = [[] for _ in range(self.SLOTS)]
-        self._slot = self.SLOTS - 1
-
-    def take(self, n: int) -> memoryview:
-        self._slot = (self._slot + 1) % self.SLOTS
-        self._wait(self._slot)
-        if len(self._bufs[self._slot]) < n:
-            self._bufs[self._slot] = bytearray(n)
-        return memoryview(self._bufs[self._slot])[:n]
-
-    def scratch(self, n: int) -> memoryview:
-        if len(self._scratch[self._slot]) < n:
-            self._scratch[self._slot] = bytearray(n)
-        return memoryview(self._scratch[self._slot])[:n]
-
-    def hold(self, fut: Future) -> None:
-        self._held[self._slot].append(fut)
-
-    def drain(self) -> None:
-        """Wait for every write still reading these buffers; raise the first failure."""
-        failure: BaseException | None = None
-        for i in range(self.SLOTS):
-            try:
-                self._wait(i)
-            except BaseException as exc:
-                failure = failure or exc
-        if failure is not None:
-            raise failure
-
-    def _wait(self, i: int) -> None:
-        held, self._held[i] = self._held[i], []
-        failure: BaseException | None = None
-        for fut in held:
-            try:
-                fut.result()
-            except BaseException as exc:
-                failure = failure or exc
-        if failure is not None:
-            raise failure
 
 
 def open_store(url: str) -> ChunkStore:
