@@ -228,8 +228,11 @@ class ChunkStore:
 
     def _decode_run(self, entry: FileEntry, run: _Run, local: threading.local) -> memoryview:
         """The verified bytes of one run, in this thread's reused output buffer."""
-        blob = _grow(local, "blob", run.stored)
-        out = _grow(local, "out", run.raw)
+        ring = getattr(local, "ring", None)
+        if ring is None:
+            ring = local.ring = BufferRing(1)  # runs are decoded and written before the next
+        blob = ring.take(run.stored)
+        out = ring.scratch(run.raw)
         try:
             self.backend.read_into(pack_name(run.pack), run.pack_offset, blob)
         except ChunkNotFound:  # a repack moved these chunks since the index was read
@@ -558,14 +561,6 @@ class _Run:
     stored: int = 0
     raw: int = 0
     items: list = field(default_factory=list)  # (ChunkRef, offset in run, stored, codec)
-
-
-def _grow(local: threading.local, name: str, n: int) -> memoryview:
-    buf = getattr(local, name, None)
-    if buf is None or len(buf) < n:
-        buf = bytearray(n)
-        setattr(local, name, buf)
-    return memoryview(buf)[:n]
 
 
 def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
