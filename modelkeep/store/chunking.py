@@ -32,7 +32,7 @@ from typing import BinaryIO
 
 import pyfastcdc
 
-__all__ = ["Segment", "segments", "cut", "tensor_chunks", "AVG_CHUNK", "MIN_CHUNK", "MAX_CHUNK", "BLOCK"]
+__all__ = ["Segment", "segments", "pieces", "cut", "tensor_chunks", "AVG_CHUNK", "MIN_CHUNK", "MAX_CHUNK", "BLOCK"]
 
 AVG_CHUNK = 64 * 1024
 MIN_CHUNK = 16 * 1024
@@ -102,6 +102,28 @@ def _safetensors_segments(f: BinaryIO, size: int) -> list[Segment] | None:
         pos = end
     if pos < size:
         out.append(Segment(pos, size, 0))
+    return out
+
+
+def pieces(seg: Segment, size: int) -> list[Segment]:
+    """``seg`` split into parts of about ``size`` bytes (a multiple of AVG_CHUNK) that
+    cut into exactly the chunks of ``seg``: units of work that can run in parallel.
+
+    Only tensor segments split: their chunks fall at fixed offsets from the
+    tensor's start, so a part starting on one of them cuts the same way. The last
+    part keeps at least one whole chunk, so a short remainder still joins the
+    chunk before it. Opaque segments are cut by content and stay whole.
+    """
+    if not seg.tensor or seg.end - seg.start <= size:
+        return [seg]
+    if size <= 0 or size % AVG_CHUNK:
+        raise ValueError(f"piece size {size} is not a positive multiple of {AVG_CHUNK}")
+    out = []
+    start = seg.start
+    while seg.end - start >= size + AVG_CHUNK:
+        out.append(Segment(start, start + size, seg.elem, True))
+        start += size
+    out.append(Segment(start, seg.end, seg.elem, True))
     return out
 
 

@@ -27,7 +27,7 @@ from modelkeep.errors import ChunkNotFound, CorruptData, InvalidInput, InvalidPa
 from modelkeep.store import codec
 from modelkeep.store.backends import Backend, open_backend
 from modelkeep.store.buffers import BufferPool, BufferRing
-from modelkeep.store.chunking import MAX_CHUNK, cut, segments
+from modelkeep.store.chunking import MAX_CHUNK, cut, pieces, segments
 from modelkeep.store.digest import Digest
 from modelkeep.store.gc import GC_GENERATION
 from modelkeep.store.index import Index
@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[int], None]
 _IN_FLIGHT = 3  # segments being cut and encoded ahead of the one whose chunk list is collected
+_PIECE = 4 * 1024 * 1024  # push: tensors are cut and encoded in parts of this size
 _READ_BATCH = 2 * 1024 * 1024  # pull: bytes of a run read, decoded and verified at once (stays in cache)
 
 
@@ -363,7 +364,10 @@ class UploadSession:
             if progress:
                 progress(n)
 
-        for seg in segs:
+        # Tensors go out in pieces of a few blocks: the file digest takes blocks in
+        # file order, so a worker a whole large tensor ahead of the other would
+        # only wait for it with its buffers full.
+        for seg in (p for s in segs for p in pieces(s, _PIECE)):
             tasks.append(workers.submit(self._put_segment, path, seg, packer, file_hash))
             while len(tasks) > _IN_FLIGHT:
                 settle()

@@ -4,10 +4,11 @@ import io
 import os
 
 import numpy as np
+import pytest
 import pyfastcdc
 
 from modelkeep.store import codec
-from modelkeep.store.chunking import AVG_CHUNK, MAX_CHUNK, MIN_CHUNK, Segment, cut, segments, tensor_chunks
+from modelkeep.store.chunking import AVG_CHUNK, MAX_CHUNK, MIN_CHUNK, Segment, cut, pieces, segments, tensor_chunks
 
 from .conftest import model_tensors, write_safetensors
 
@@ -96,3 +97,27 @@ def test_tensor_segments_are_cut_every_64k_from_the_tensor_start():
         got.append(cuts)
     assert got[0] == got[1]
     assert [ln for _, ln in got[0]] == tensor_chunks(len(payload))
+
+
+@pytest.mark.parametrize("extra", [0, 1, MIN_CHUNK - 1, MIN_CHUNK, AVG_CHUNK - 1, AVG_CHUNK, AVG_CHUNK + 5])
+@pytest.mark.parametrize("full", [0, 1, 3, 4, 5, 9])
+def test_pieces_of_a_tensor_cut_into_the_tensors_own_chunks(full, extra):
+    size = full * AVG_CHUNK + extra
+    if not size:
+        return
+    seg = Segment(8, 8 + size, 4, True)
+    parts = pieces(seg, 2 * AVG_CHUNK)
+    assert parts[0].start == seg.start and parts[-1].end == seg.end
+    assert all(a.end == b.start for a, b in zip(parts, parts[1:]))
+    assert all((p.start - seg.start) % AVG_CHUNK == 0 and p.elem == 4 and p.tensor for p in parts)
+    joined = [ln for p in parts for ln in tensor_chunks(p.end - p.start)]
+    assert joined == tensor_chunks(size)
+    if size >= 4 * AVG_CHUNK:
+        assert len(parts) > 1
+
+
+def test_opaque_segments_do_not_split():
+    seg = Segment(0, 10 * AVG_CHUNK, 0)
+    assert pieces(seg, 2 * AVG_CHUNK) == [seg]
+    with pytest.raises(ValueError):
+        pieces(Segment(0, 10 * AVG_CHUNK, 4, True), AVG_CHUNK + 1)
