@@ -15,11 +15,16 @@ and its directory fsynced; only then do its chunks enter the index.
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import mmap
 import os
 import struct
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from modelkeep.errors import CorruptData
@@ -57,16 +62,32 @@ def decode_entries(data: bytes | memoryview, count: int) -> list[PackEntry]:
 
 
 class PackWriter:
-    """Appends encoded chunks to a temp file; ``seal`` makes it a durable pack."""
+    """Appends encoded chunks to a temp file; ``seal`` makes it a durable pack.
+
+    A pack is fsynced the moment it is sealed, so when it lives on this machine's
+    disk (the local backend) its bytes bypass the page cache: they are copied into
+    an aligned staging buffer and written with O_DIRECT in large aligned writes.
+    Through the page cache the same bytes cost a copy plus a fresh cache page per
+    4 KiB, then the writeback that fsync waits for; direct writes go to the disk
+    while the next chunks are encoded, and the fsync has almost nothing left to
+    do. Where O_DIRECT is refused (tmpfs, some network filesystems) the writer
+    falls back to ordinary writes; the pack's bytes are the same either way.
+    """
 
     def __init__(self, backend: Backend) -> None:
-        tmpdir = backend.local_temp_dir() or tempfile.gettempdir()
-        self._path = os.path.join(tmpdir, f".pack-{uuid.uuid4().hex}.tmp")
+        tmpdir = backend.local_temp_dir()
+        self._path = os.path.join(tmpdir or tempfile.gettempdir(), f".pack-{uuid.uuid4().hex}.tmp")
         self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         self._backend = backend
         self._allocated = 0
+        self._stage: _Stage | None = _Stage.open(self._fd) if tmpdir is not None else None
         self.entries: list[PackEntry] = []
         self.size = 0
+
+    @property
+    def direct(self) -> bool:
+        """Whether bytes go to the disk with O_DIRECT."""
+        return self._stage is not None
 
     def add_many(self, items: Iterable[tuple[bytes, int, Sequence[bytes | memoryview], int]]) -> None:
         """Append (digest, codec, parts, raw length) items with as few system calls as possible."""
@@ -80,12 +101,18 @@ class PackWriter:
                     pos += len(p)
             self.entries.append(PackEntry(digest, start, pos - start, raw, codec))
         self._reserve(pos)
-        for i in range(0, len(iov), _IOV_MAX):
-            _writev_all(self._fd, iov[i : i + _IOV_MAX])
+        self._write(iov)
         self.size = pos
 
     def add(self, digest: bytes, codec: int, parts: Sequence[bytes | memoryview], raw: int) -> None:
         self.add_many([(digest, codec, parts, raw)])
+
+    def _write(self, iov: list[bytes | memoryview]) -> None:
+        if self._stage is not None:
+            self._stage.write(iov)
+            return
+        for i in range(0, len(iov), _IOV_MAX):
+            _writev_all(self._fd, iov[i : i + _IOV_MAX])
 
     def _reserve(self, end: int) -> None:
         # Allocating blocks ahead of the writes avoids the slow path of delayed
@@ -103,22 +130,150 @@ class PackWriter:
         header = encode_header(self.entries)
         pack_id = hash_bytes(header).hex
         tail = header + TRAILER.pack(MAGIC, FORMAT, 0, len(header))
-        _writev_all(self._fd, [tail])
+        self._write([tail])
+        if self._stage is not None:
+            self._stage.finish()  # the last partial block, padded: truncated below
         os.ftruncate(self._fd, self.size + len(tail))
         os.fsync(self._fd)
-        os.close(self._fd)
-        self._fd = -1
+        self._release()
         self._backend.put_file(pack_name(pack_id), self._path)
         return pack_id, self.entries
 
     def discard(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        self._release()
         try:
             os.unlink(self._path)
         except FileNotFoundError:
             pass
+
+    def _release(self) -> None:
+        if self._stage is not None:
+            self._stage.free()
+            self._stage = None
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+class _Stage:
+    """Bytes on their way to an O_DIRECT file, staged in aligned buffers.
+
+    Whole buffers go to the disk on an I/O thread while the next one fills, so
+    the caller never waits for the disk unless both buffers are still being
+    written. ``flushed`` counts the bytes handed to the disk; ``buf[:fill]``
+    holds the bytes that follow them. Buffers are reused across packs (fresh
+    memory costs a page fault per 4 KiB).
+    """
+
+    ALIGN = 4096  # covers 512-byte and 4 KiB logical sectors
+    SIZE = 4 * 1024 * 1024
+    _free: list[mmap.mmap] = []
+    _lock = threading.Lock()
+    _io: ThreadPoolExecutor | None = None
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.maps = [self._take(), self._take()]
+        self.writes: list[Future | None] = [None, None]
+        self.cur = 0
+        self.buf = memoryview(self.maps[0])
+        self.fill = 0
+        self.flushed = 0
+
+    @classmethod
+    def open(cls, fd: int) -> _Stage | None:
+        """A stage for ``fd``, or None where the filesystem refuses O_DIRECT (checked with one write)."""
+        direct = getattr(os, "O_DIRECT", 0)
+        if not direct:
+            return None
+        stage = cls(fd)
+        try:
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | direct)
+            stage.buf[: cls.ALIGN] = bytes(cls.ALIGN)
+            os.pwrite(fd, stage.buf[: cls.ALIGN], 0)  # rewritten by the pack's first bytes
+        except OSError:
+            stage.free()
+            try:
+                fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~direct)
+            except OSError:
+                pass
+            return None
+        return stage
+
+    @classmethod
+    def _take(cls) -> mmap.mmap:
+        with cls._lock:
+            if cls._free:
+                return cls._free.pop()
+        return mmap.mmap(-1, cls.SIZE)  # anonymous: page aligned, as O_DIRECT needs
+
+    @classmethod
+    def _pool(cls) -> ThreadPoolExecutor:
+        with cls._lock:
+            if cls._io is None:
+                cls._io = ThreadPoolExecutor(2, thread_name_prefix="mk-pack-io")
+            return cls._io
+
+    def write(self, iov: list[bytes | memoryview]) -> None:
+        for part in iov:
+            mv = memoryview(part).cast("B")
+            while mv:
+                n = min(len(mv), self.SIZE - self.fill)
+                self.buf[self.fill : self.fill + n] = mv[:n]
+                self.fill += n
+                mv = mv[n:]
+                if self.fill == self.SIZE:
+                    self._flush(self.SIZE)
+
+    def finish(self) -> None:
+        """Write out everything staged and wait for it; the last block is zero-padded (the caller truncates)."""
+        if self.fill:
+            end = -(-self.fill // self.ALIGN) * self.ALIGN
+            self.buf[self.fill : end] = bytes(end - self.fill)
+            self._flush(end)
+        self._wait(0)
+        self._wait(1)
+
+    def _flush(self, n: int) -> None:
+        """Hand ``buf[:n]`` (whole blocks) to the disk; what follows moves to the other buffer."""
+        rest = self.fill - n
+        other = 1 - self.cur
+        self._wait(other)
+        nxt = memoryview(self.maps[other])
+        if rest > 0:
+            nxt[:rest] = self.buf[n : self.fill]
+        self.writes[self.cur] = self._pool().submit(_pwrite_direct, self.fd, self.buf[:n], self.flushed)
+        self.flushed += n
+        self.cur, self.buf, self.fill = other, nxt, max(rest, 0)
+
+    def _wait(self, i: int) -> None:
+        fut, self.writes[i] = self.writes[i], None
+        if fut is not None:
+            fut.result()
+
+    def free(self) -> None:
+        """Give the buffers back once no write reads them (errors are the caller's, from ``finish``)."""
+        for i in (0, 1):
+            try:
+                self._wait(i)
+            except OSError:
+                pass
+        self.buf.release()
+        with self._lock:
+            while self.maps and len(self._free) < 4:
+                self._free.append(self.maps.pop())
+        for m in self.maps:
+            m.close()
+        self.maps = []
+
+
+def _pwrite_direct(fd: int, data: memoryview, offset: int) -> None:
+    done = 0
+    while done < len(data):
+        w = os.pwrite(fd, data[done:], offset + done)
+        if w <= 0 or w % _Stage.ALIGN:
+            raise OSError(errno.EIO, f"short direct write ({w} of {len(data) - done} bytes)")
+        done += w
 
 
 _IOV_MAX = 1024
