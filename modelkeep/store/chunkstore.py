@@ -28,7 +28,7 @@ from modelkeep.store import codec
 from modelkeep.store.backends import Backend, open_backend
 from modelkeep.store.buffers import BufferPool, BufferRing
 from modelkeep.store.chunking import MAX_CHUNK, cut, pieces, segments
-from modelkeep.store.digest import Digest
+from modelkeep.store.digest import Digest, hash_chunks
 from modelkeep.store.gc import GC_GENERATION
 from modelkeep.store.index import Index
 from modelkeep.store.manifest import ChunkRef, FileEntry, Manifest, normalize_path
@@ -324,6 +324,7 @@ class UploadSession:
         self._pending: set[bytes] = set()
         self._claim = threading.Lock()
         self._local = threading.local()  # per thread: the ring of block buffers
+        self._rings: list[BufferRing] = []
         self._closed = False
         self.new_bytes = 0
         self.total_bytes = 0
@@ -367,12 +368,17 @@ class UploadSession:
         # Tensors go out in pieces of a few blocks: the file digest takes blocks in
         # file order, so a worker a whole large tensor ahead of the other would
         # only wait for it with its buffers full.
-        for seg in (p for s in segs for p in pieces(s, _PIECE)):
-            tasks.append(workers.submit(self._put_segment, path, seg, packer, file_hash))
-            while len(tasks) > _IN_FLIGHT:
+        try:
+            for seg in (p for s in segs for p in pieces(s, _PIECE)):
+                tasks.append(workers.submit(self._put_segment, path, seg, packer, file_hash))
+                while len(tasks) > _IN_FLIGHT:
+                    settle()
+            while tasks:
                 settle()
-        while tasks:
-            settle()
+        finally:
+            for fut in tasks:  # a failed piece: the others must finish before their buffers are drained
+                fut.exception()
+            self._drain_rings()
         digest = file_hash.digest()
         if done != size or file_hash.hashed != size or sum(r.size for r in refs) != size:
             raise InvalidPath(f"{path} changed while being read")
@@ -401,16 +407,34 @@ class UploadSession:
                         ring.hold(packer.submit(self._write, items))
         except BaseException as exc:
             file_hash.abort(exc)
-            raise
-        finally:
             ring.drain()
+            raise
+        # No drain here: the file digest may still be behind this piece's blocks,
+        # and waiting for it would stall this worker. The slots are waited for when
+        # reused, and put_file drains every ring before it returns.
         return refs, seg.end - seg.start
 
     def _ring(self) -> BufferRing:
         ring = getattr(self._local, "ring", None)
         if ring is None:
             ring = self._local.ring = BufferRing(_RING_SLOTS)
+            with self._claim:
+                self._rings.append(ring)
         return ring
+
+    def _drain_rings(self) -> None:
+        """Wait for every digest and pack write still reading a block buffer; raise the first failure.
+
+        Called with no piece in progress, so no worker is using its ring meanwhile.
+        """
+        failure: BaseException | None = None
+        for ring in self._rings:
+            try:
+                ring.drain()
+            except BaseException as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
 
     def _threads(self) -> tuple[ThreadPoolExecutor, ThreadPoolExecutor, ThreadPoolExecutor]:
         if not self._pools:
@@ -425,7 +449,7 @@ class UploadSession:
 
     def _hash_and_claim(self, view: memoryview, cuts: list[tuple[int, int]]):
         """Digests of a block's chunks, and the chunks this push must store: (offset, length, digest)."""
-        digests = [blake3.blake3(view[off : off + ln]).digest() for off, ln in cuts]
+        digests = hash_chunks(view, cuts)
         new: list[tuple[int, int, bytes]] = []
         with self._claim:
             for (off, ln), d in zip(cuts, digests):
@@ -509,7 +533,10 @@ class UploadSession:
             while take < len(items) and size < room:
                 size += sum(len(p) for p in items[take][2])
                 take += 1
-            self._writer.add_many(items[:take])
+            try:
+                self._writer.add_many(items[:take])
+            except OSError as exc:
+                raise StorageError(f"cannot write pack: {exc}") from None
             items = items[take:]
             if self._writer.size >= PACK_TARGET:
                 self._seal()

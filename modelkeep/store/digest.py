@@ -9,7 +9,14 @@ import blake3
 
 from modelkeep.errors import InvalidInput
 
-__all__ = ["Digest", "hash_bytes", "Hasher"]
+__all__ = ["Digest", "hash_bytes", "hash_chunks", "Hasher", "LANES"]
+
+try:  # BLAKE3 of many equal chunks in one call (modelkeep/store/_lanes.c), where built and the CPU runs it
+    from modelkeep.store import _lanes
+
+    LANES = _lanes.available()
+except ImportError:
+    LANES = False
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 ALGO = "blake3"
@@ -55,6 +62,33 @@ class Digest:
 
 def hash_bytes(data: bytes | bytearray | memoryview) -> Digest:
     return Digest(blake3.blake3(data).digest())
+
+
+def hash_chunks(view: memoryview, cuts: list[tuple[int, int]]) -> list[bytes]:
+    """The raw BLAKE3 digest of each ``view[off : off + length]`` of ``cuts``, in order.
+
+    Chunks that follow one another with one length (the 64 KiB chunks of a
+    tensor) are hashed with one native call per run; one call per chunk gives up
+    and retakes the interpreter lock every ~10 us, which stalls badly when other
+    threads run Python. The digests are plain BLAKE3 either way.
+    """
+    if not LANES:
+        return [blake3.blake3(view[off : off + ln]).digest() for off, ln in cuts]
+    out: list[bytes] = []
+    i = 0
+    while i < len(cuts):
+        off, ln = cuts[i]
+        j = i + 1
+        while j < len(cuts) and cuts[j][1] == ln and cuts[j][0] == off + (j - i) * ln:
+            j += 1
+        if j - i == 1:
+            out.append(blake3.blake3(view[off : off + ln]).digest())
+        else:
+            digests = bytearray(32 * (j - i))
+            _lanes.hash_equal(view[off : off + (j - i) * ln], ln, j - i, digests)
+            out += [bytes(digests[k : k + 32]) for k in range(0, len(digests), 32)]
+        i = j
+    return out
 
 
 class Hasher:

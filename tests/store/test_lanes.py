@@ -1,0 +1,59 @@
+"""BLAKE3 of many equal chunks in one call: the native helper gives plain BLAKE3."""
+
+from __future__ import annotations
+
+import os
+
+import blake3
+import pytest
+
+from modelkeep.store import _lanes, digest
+
+
+def _expected(data: bytes, cuts) -> list[bytes]:
+    return [blake3.blake3(data[o : o + n]).digest() for o, n in cuts]
+
+
+def test_native_helper_is_built_and_runs_here():
+    # Built by the install from modelkeep/store/_lanes.c. It needs AVX-512F, which
+    # the machines we measure on have; elsewhere hash_chunks uses the blake3 module.
+    assert digest.LANES == _lanes.available()
+    if not _lanes.available():
+        with pytest.raises(RuntimeError):
+            _lanes.hash_equal(b"x" * 64, 64, 1, bytearray(32))
+
+
+@pytest.mark.skipif(not digest.LANES, reason="this CPU lacks AVX-512F: the fallback is tested below")
+@pytest.mark.parametrize(
+    "length",
+    # every shape of the BLAKE3 tree: empty, partial blocks, one chunk, chunk edges, deep trees
+    [0, 1, 63, 64, 65, 1023, 1024, 1025, 2048, 3072, 4097, 16 * 1024 + 5, 65536, 65536 + 100, 262144],
+)
+@pytest.mark.parametrize("count", [1, 15, 16, 17, 33])
+def test_hash_equal_matches_blake3(length, count):
+    data = os.urandom(length * count + 3)
+    out = bytearray(32 * count)
+    _lanes.hash_equal(data, length, count, out)
+    cuts = [(i * length, length) for i in range(count)]
+    assert [bytes(out[32 * i : 32 * i + 32]) for i in range(count)] == _expected(data, cuts)
+
+
+@pytest.mark.skipif(not digest.LANES, reason="this CPU lacks AVX-512F")
+def test_hash_equal_refuses_short_buffers():
+    with pytest.raises(ValueError):
+        _lanes.hash_equal(b"x" * 100, 64, 2, bytearray(64))
+    with pytest.raises(ValueError):
+        _lanes.hash_equal(b"x" * 128, 64, 2, bytearray(63))
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_hash_chunks_mixes_runs_and_odd_chunks(native, monkeypatch):
+    if not native:
+        monkeypatch.setattr(digest, "LANES", False)
+    data = os.urandom(40 * 65536 + 5000)
+    # a tensor's chunks (equal, back to back), a longer last one, then uneven ones and a gap
+    cuts = [(i * 65536, 65536) for i in range(35)]
+    cuts += [(35 * 65536, 65536 + 700), (36 * 65536 + 700, 1000), (36 * 65536 + 1700, 1000), (38 * 65536, 65536)]
+    got = digest.hash_chunks(memoryview(data), cuts)
+    assert got == _expected(data, cuts)
+    assert digest.hash_chunks(memoryview(data), []) == []
