@@ -15,6 +15,7 @@ import os
 import threading
 import time
 import uuid
+from array import array
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,7 +24,13 @@ from pathlib import Path
 
 import blake3
 
-from modelkeep.errors import ChunkNotFound, CorruptData, InvalidInput, InvalidPath, StorageError
+from modelkeep.errors import (
+    ChunkNotFound,
+    CorruptData,
+    InvalidInput,
+    InvalidPath,
+    StorageError,
+)
 from modelkeep.store import codec
 from modelkeep.store.backends import Backend, open_backend
 from modelkeep.store.buffers import BufferPool, BufferRing
@@ -222,6 +229,7 @@ class ChunkStore:
                 run = _Run(pack_id, off, pos)
                 runs.append(run)
             run.items.append((c, run.stored, stored, kind))
+            run.desc.extend((run.stored, stored, kind, raw))
             run.stored += stored
             run.raw += raw
             pos += raw
@@ -245,18 +253,21 @@ class ChunkStore:
                     raise CorruptData(f"{entry.path}: {exc}") from None
                 pos += c.size
             return out
+        bad = codec.decode_run(blob, run.desc, out)
+        if bad is not None:
+            c = run.items[bad[0]][0]
+            raise CorruptData(f"{entry.path}: chunk {c.digest} in pack {run.pack}: chunk does not decode: {bad[1]}")
+        cuts = []
         pos = 0
-        for c, at, stored, kind in run.items:
-            dst = out[pos : pos + c.size]
-            try:
-                codec.decode_into(kind, blob[at : at + stored], dst)
-            except CorruptData as exc:
-                raise CorruptData(f"{entry.path}: chunk {c.digest} in pack {run.pack}: {exc}") from None
-            if blake3.blake3(dst).digest() != c.digest.raw:
+        for c, _, _, _ in run.items:
+            cuts.append((pos, c.size))
+            pos += c.size
+        # verified together: the run's chunks are back to back, mostly of one length
+        for (c, _, _, _), got in zip(run.items, hash_chunks(out, cuts)):
+            if got != c.digest.raw:
                 raise CorruptData(
                     f"{entry.path}: chunk {c.digest} in pack {run.pack} is corrupt (its bytes do not match its digest)"
                 )
-            pos += c.size
         return out
 
     # -- accounting and maintenance ----------------------------------------------
@@ -592,6 +603,7 @@ class _Run:
     stored: int = 0
     raw: int = 0
     items: list = field(default_factory=list)  # (ChunkRef, offset in run, stored, codec)
+    desc: array = field(default_factory=lambda: array("I"))  # per chunk: offset in run, stored, codec, raw
 
 
 def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:

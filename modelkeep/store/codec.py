@@ -23,7 +23,9 @@ Decoding never trusts lengths: any inconsistency raises CorruptData.
 from __future__ import annotations
 
 import struct
+import sys
 import threading
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -34,8 +36,16 @@ from modelkeep.store.planes import shuffle, unshuffle
 
 __all__ = [
     "RAW", "ZSTD", "PLANES", "Plan", "plan_for", "encode", "encode_planes", "compress_planes",
-    "decode", "decode_into",
+    "decode", "decode_into", "decode_run", "NATIVE_RUNS",
 ]
+
+try:  # a run of chunks in one call (modelkeep/store/_planes.c), where built and libzstd is on the system
+    from modelkeep.store._planes import can_decode_run
+    from modelkeep.store._planes import decode_run as _native_decode_run
+
+    NATIVE_RUNS = can_decode_run()
+except ImportError:
+    NATIVE_RUNS = False
 
 RAW, ZSTD, PLANES = 0, 1, 2
 _PAYS = 0.92  # keep a compressed form only when it is at most this share of the raw one
@@ -195,6 +205,31 @@ def decode_into(codec: int, blob: bytes | memoryview, dst: memoryview) -> None:
             raise CorruptData(f"unknown chunk codec {codec}")
     except (zstandard.ZstdError, struct.error, ValueError) as exc:
         raise CorruptData(f"chunk does not decode: {exc}") from None
+
+
+def decode_run(blob: memoryview, desc: array, out: memoryview) -> tuple[int, str] | None:
+    """Decode chunks stored in ``blob`` into ``out``, back to back; None, or (index, reason) of the first bad one.
+
+    ``desc`` holds four unsigned 32-bit numbers per chunk: its offset in ``blob``,
+    its stored length, its codec and its decoded length. The native decoder does
+    the whole run without the interpreter lock; the fallback decodes chunk by chunk.
+    """
+    if NATIVE_RUNS:
+        if sys.byteorder == "big":  # the native side reads little-endian numbers
+            desc = array("I", desc)
+            desc.byteswap()
+        return _native_decode_run(blob, desc, out)
+    pos = 0
+    for i in range(0, len(desc), 4):
+        at, stored, kind, raw = desc[i : i + 4]
+        if at + stored > len(blob) or pos + raw > len(out):
+            return i // 4, "chunk lies outside the bytes read"
+        try:
+            decode_into(kind, blob[at : at + stored], out[pos : pos + raw])
+        except CorruptData as exc:
+            return i // 4, str(exc)
+        pos += raw
+    return None
 
 
 def _decode_planes(mv: memoryview, dst: memoryview) -> None:

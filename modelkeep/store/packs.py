@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import ClassVar
 
 from modelkeep.errors import CorruptData
 from modelkeep.store.backends.base import Backend
@@ -167,7 +168,7 @@ class _Stage:
 
     ALIGN = 4096  # covers 512-byte and 4 KiB logical sectors
     SIZE = 4 * 1024 * 1024
-    _free: list[mmap.mmap] = []
+    _free: ClassVar[list[mmap.mmap]] = []
     _lock = threading.Lock()
     _io: ThreadPoolExecutor | None = None
 

@@ -121,3 +121,74 @@ def test_opaque_segments_do_not_split():
     assert pieces(seg, 2 * AVG_CHUNK) == [seg]
     with pytest.raises(ValueError):
         pieces(Segment(0, 10 * AVG_CHUNK, 4, True), AVG_CHUNK + 1)
+
+
+def _encoded_run():
+    """Chunks of every codec back to back, as a pack holds them: (blob, desc, originals)."""
+    from array import array
+
+    rng = np.random.default_rng(7)
+    floats = (rng.standard_normal(60_000, dtype=np.float32) * 0.03).tobytes()
+    view = memoryview(floats)
+    plan = codec.plan_for(view, 4)
+    planes = memoryview(np.frombuffer(view, dtype=np.uint8).reshape(-1, 4).T.tobytes())
+    n = len(floats) // 4
+    chunks = []
+    for off, ln in ((0, 65_536), (65_536, 50_001), (115_537, 3), (115_540, 70_000)):
+        first = off + ((0 - off) % 4)
+        kind, parts = codec.encode_planes(view, planes, n, plan, off, ln, first, first // 4, (off + ln) // 4)
+        chunks.append((kind, b"".join(bytes(p) for p in parts), floats[off : off + ln]))
+    text = b"modelkeep " * 5000
+    chunks.append((codec.ZSTD, bytes(codec._codecs().whole.compress(text)), text))
+    chunks.append((codec.RAW, b"raw bytes", b"raw bytes"))
+    assert {k for k, _, _ in chunks} == {codec.RAW, codec.ZSTD, codec.PLANES}
+    blob = b""
+    desc = array("I")
+    for kind, stored, raw in chunks:
+        desc.extend((len(blob), len(stored), kind, len(raw)))
+        blob += stored
+    return bytearray(blob), desc, [raw for _, _, raw in chunks]
+
+
+@pytest.fixture(params=["native", "python"])
+def runs_impl(request, monkeypatch):
+    if request.param == "python":
+        monkeypatch.setattr(codec, "NATIVE_RUNS", False)
+    else:
+        assert codec.NATIVE_RUNS  # built by the install, with the system's libzstd
+    return request.param
+
+
+def test_decode_run_restores_every_codec(runs_impl):
+    blob, desc, originals = _encoded_run()
+    out = bytearray(sum(map(len, originals)))
+    assert codec.decode_run(memoryview(blob), desc, memoryview(out)) is None
+    assert bytes(out) == b"".join(originals)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["plane_length", "zstd_byte", "codec", "stored_length", "truncated"],
+)
+def test_decode_run_names_the_first_bad_chunk(runs_impl, damage):
+    blob, desc, originals = _encoded_run()
+    out = bytearray(sum(map(len, originals)))
+    if damage == "plane_length":  # chunk 1: its first plane claims one byte more
+        at = desc[4]
+        blob[at + 4] += 1
+        bad = 1
+    elif damage == "zstd_byte":  # chunk 4: a zstd frame cut short
+        desc[4 * 4 + 1] -= 10
+        bad = 4
+    elif damage == "codec":
+        desc[2 * 4 + 2] = 9
+        bad = 2
+    elif damage == "stored_length":  # a raw chunk whose stored length disagrees
+        desc[5 * 4 + 3] += 1
+        out += b"\0"
+        bad = 5
+    else:  # the last chunk runs past the bytes read
+        del blob[-3:]
+        bad = 5
+    got = codec.decode_run(memoryview(blob), desc, memoryview(out))
+    assert got is not None and got[0] == bad and got[1]
