@@ -41,7 +41,7 @@ from modelkeep.registry.types import Version
 from modelkeep.registry.wire import from_wire, to_wire
 from modelkeep.store.buffers import BufferPool, BufferRing
 from modelkeep.store.chunking import MAX_CHUNK, MIN_CHUNK, cut, segments
-from modelkeep.store.digest import Digest
+from modelkeep.store.digest import Digest, hash_chunks
 from modelkeep.store.manifest import ChunkRef, Destination, FileEntry, Manifest
 
 __all__ = ["PushResult", "PullResult", "push_files", "upload", "pull_files", "download"]
@@ -220,9 +220,8 @@ def _cut_file(path: Path, rel: str, up: _Uploader, hasher: ThreadPoolExecutor) -
         for seg in segments(f, size, rel):
             for block_off, view, cuts in cut(f, seg, into=ring.take):
                 ring.hold(hasher.submit(file_hash.update, view))  # blake3 releases the GIL
-                for off, ln in cuts:
+                for (off, ln), d in zip(cuts, hash_chunks(view, cuts)):
                     piece = view[off : off + ln]
-                    d = blake3.blake3(piece).digest()
                     refs.append(ChunkRef(Digest(d), ln))
                     phase = (block_off + off - seg.start) % seg.elem if seg.elem else 0
                     up.add(d, piece, seg.elem, phase)

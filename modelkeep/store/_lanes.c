@@ -2,6 +2,8 @@
  *
  *   hash_equal(src, length, count, out)
  *       out[32*i : 32*i+32] = BLAKE3(src[length*i : length*(i+1)]) for i < count
+ *   hash_list(buffers, out)
+ *       out[32*i : 32*i+32] = BLAKE3(buffers[i]); every buffer has the same length
  *   available() -> bool      whether this CPU runs it (AVX-512F)
  *
  * A push hashes every 64 KiB chunk of a tensor, and a pull verifies every one.
@@ -273,6 +275,77 @@ static PyObject *lanes_hash_equal(PyObject *self, PyObject *args)
     return ret;
 }
 
+#if MK_X86
+static void hash_ptrs_n(const uint8_t *const *src, size_t len, size_t count, uint8_t *out)
+{
+    for (size_t g = 0; g < count; g += LANES) {
+        const uint8_t *ptr[LANES];
+        uint8_t *dst[LANES];
+        for (int lane = 0; lane < LANES; lane++) {
+            size_t i = g + (size_t)lane;
+            ptr[lane] = src[i < count ? i : g];
+            dst[lane] = i < count ? out + 32 * i : NULL;
+        }
+        hash16(ptr, len, dst);
+    }
+}
+#endif
+
+static PyObject *lanes_hash_list(PyObject *self, PyObject *args)
+{
+    PyObject *seq;
+    Py_buffer out;
+    if (!PyArg_ParseTuple(args, "Ow*", &seq, &out))
+        return NULL;
+    PyObject *ret = NULL, *fast = NULL;
+    Py_buffer *views = NULL;
+    const uint8_t **ptrs = NULL;
+    Py_ssize_t got = 0, count = 0, len = -1;
+    if (!lanes_available()) {
+        PyErr_SetString(PyExc_RuntimeError, "this CPU lacks AVX-512F");
+        goto done;
+    }
+    if ((fast = PySequence_Fast(seq, "buffers must be a sequence")) == NULL)
+        goto done;
+    count = PySequence_Fast_GET_SIZE(fast);
+    if (count > out.len / 32) {
+        PyErr_SetString(PyExc_ValueError, "output is shorter than 32 bytes per buffer");
+        goto done;
+    }
+    views = PyMem_Calloc((size_t)count + 1, sizeof *views);
+    ptrs = PyMem_Calloc((size_t)count + 1, sizeof *ptrs);
+    if (views == NULL || ptrs == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (; got < count; got++) {
+        if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(fast, got), &views[got], PyBUF_SIMPLE) < 0)
+            goto done;
+        if (len < 0)
+            len = views[got].len;
+        if (views[got].len != len) {
+            got++;
+            PyErr_SetString(PyExc_ValueError, "buffers differ in length");
+            goto done;
+        }
+        ptrs[got] = (const uint8_t *)views[got].buf;
+    }
+#if MK_X86
+    Py_BEGIN_ALLOW_THREADS
+    hash_ptrs_n(ptrs, (size_t)(len < 0 ? 0 : len), (size_t)count, (uint8_t *)out.buf);
+    Py_END_ALLOW_THREADS
+#endif
+    ret = Py_NewRef(Py_None);
+done:
+    for (Py_ssize_t i = 0; i < got; i++)
+        PyBuffer_Release(&views[i]);
+    PyMem_Free(views);
+    PyMem_Free(ptrs);
+    Py_XDECREF(fast);
+    PyBuffer_Release(&out);
+    return ret;
+}
+
 static PyObject *lanes_available_py(PyObject *self, PyObject *args)
 {
     return PyBool_FromLong(lanes_available());
@@ -281,6 +354,8 @@ static PyObject *lanes_available_py(PyObject *self, PyObject *args)
 static PyMethodDef methods[] = {
     {"hash_equal", lanes_hash_equal, METH_VARARGS,
      "hash_equal(src, length, count, out): BLAKE3 of count consecutive chunks of length bytes, 32 bytes each into out"},
+    {"hash_list", lanes_hash_list, METH_VARARGS,
+     "hash_list(buffers, out): BLAKE3 of each of equally long buffers, 32 bytes each into out"},
     {"available", lanes_available_py, METH_NOARGS, "available() -> bool: whether this CPU can run hash_equal"},
     {NULL, NULL, 0, NULL},
 };

@@ -35,7 +35,7 @@ from modelkeep.store import codec
 from modelkeep.store.backends import Backend, open_backend
 from modelkeep.store.buffers import BufferPool, BufferRing
 from modelkeep.store.chunking import MAX_CHUNK, cut, pieces, segments
-from modelkeep.store.digest import Digest, hash_chunks
+from modelkeep.store.digest import Digest, hash_chunks, hash_views
 from modelkeep.store.gc import GC_GENERATION
 from modelkeep.store.index import Index
 from modelkeep.store.manifest import ChunkRef, FileEntry, Manifest, normalize_path
@@ -487,9 +487,12 @@ class UploadSession:
                 raise InvalidInput(f"chunk {digest} has {len(view)} bytes, more than the {MAX_CHUNK} a chunk may hold")
             if elem not in (0, 2, 4, 8) or not 0 <= phase < max(elem, 1):
                 raise InvalidInput(f"chunk {digest}: bad element size {elem} or phase {phase}")
-            if blake3.blake3(view).digest() != digest.raw:
-                raise CorruptData(f"chunk {digest}: its bytes do not match its digest; nothing of this batch was stored")
             batch.append((digest.raw, view, elem, phase))
+        for (d, _, _, _), got in zip(batch, hash_views([b[1] for b in batch])):
+            if got != d:
+                raise CorruptData(
+                    f"chunk {Digest(d)}: its bytes do not match its digest; nothing of this batch was stored"
+                )
         new = 0
         # New chunks that continue one another's element grid share one plan, as
         # the chunks of one segment do in put_file.
@@ -515,22 +518,23 @@ class UploadSession:
                 runs.append([(d, view, elem, phase)])
                 run_bytes = len(view)
         # Each chunk is encoded where it lies in the request body (joining a run into
-        # one block first cost a copy of every byte), its planes grouped into a
-        # buffer borrowed for the run; the run's write is synchronous, so the
-        # buffer goes back to the pool right after.
+        # one block first cost a copy of every byte, as much as it saved), its planes
+        # grouped into a buffer borrowed for the run and compressed with the whole
+        # run's in one call; the run's write is synchronous, so the buffer goes back
+        # to the pool right after.
         for run in runs:
             elem, phase = run[0][2], run[0][3]
             first = run[0][1]
             # the sample must start on an element, or its byte planes mix
             plan = codec.plan_for(first[(elem - phase) % elem :] if elem else first, elem)
             with self._store.scratch.borrow(sum(len(c[1]) for c in run)) as grouped:
-                items: list = []
+                blocks = []
                 at = 0
                 for d, view, _, ph in run:
                     region = grouped[at : at + len(view)]
-                    items += _encode_block(view, [(0, len(view), d)], plan, ph if plan.elem else 0, lambda n, r=region: r[:n])
+                    blocks.append((view, [(0, len(view), d)], plan, ph if plan.elem else 0, lambda n, r=region: r[:n]))
                     at += len(view)
-                self._write(items)
+                self._write(_encode_blocks(blocks))
         self.total_bytes += sum(len(b[1]) for b in batch)
         return new
 
@@ -703,40 +707,57 @@ def _encode_block(
     Float chunks' byte planes are grouped into ``scratch(nbytes)`` (a fresh
     buffer when None); the parts returned may point into it and into ``view``.
     """
-    out = []
-    e = plan.elem
-    if not e:
+    return _encode_blocks([(view, new, plan, phase, scratch)])
+
+
+def _encode_blocks(blocks: list) -> list:
+    """``_encode_block`` of several ``(view, new, plan, phase, scratch)`` at once, in order.
+
+    The planes worth compressing, of every new chunk of every block, go to zstd
+    in one call: its loop runs without the interpreter lock, where a call per
+    chunk would give the lock up and wait to get it back each time.
+    """
+    done: list[list] = []
+    grouped = []
+    pieces: list[memoryview] = []
+    for view, new, plan, phase, scratch in blocks:
+        e = plan.elem
+        if not e:
+            done.append([(d, *_opaque(view[off : off + ln], plan), ln) for off, ln, d in new])
+            continue
+        head0 = (e - phase) % e  # first byte of the block that starts an element
+        n = max(0, (len(view) - head0) // e)
+        # One grouping per block, not per chunk: each chunk's planes are then
+        # contiguous slices of the block's planes.
+        planes = scratch(n * e) if scratch is not None else memoryview(bytearray(n * e))
+        shuffle(view[head0 : head0 + n * e], e, planes)
+        spans = []
         for off, ln, d in new:
-            kind, data = codec.encode(view[off : off + ln], plan, 0)
-            out.append((d, kind, [data], ln))
-        return out
-    head0 = (e - phase) % e  # first byte of the block that starts an element
-    n = max(0, (len(view) - head0) // e)
-    # One grouping per block, not per chunk: each chunk's planes are then
-    # contiguous slices of the block's planes.
-    planes = scratch(n * e) if scratch is not None else memoryview(bytearray(n * e))
-    shuffle(view[head0 : head0 + n * e], e, planes)
-    spans = []
-    for off, ln, d in new:
-        first = off + ((head0 - off) % e)
-        k0 = (first - head0) // e
-        spans.append((off, ln, d, first, k0, max(k0, (off + ln - head0) // e)))
-    # The planes worth compressing, of every new chunk, in one call
-    chosen = [i for i in range(e) if plan.planes[i]]
-    frames = iter(
-        codec.compress_planes(
-            [planes[i * n + k0 : i * n + k1] for _, _, _, _, k0, k1 in spans if k1 - k0 >= _MIN_ELEMS for i in chosen]
-        )
-    )
-    for off, ln, d, first, k0, k1 in spans:
-        compressed: list[bytes | None] | None = None
-        if k1 - k0 >= _MIN_ELEMS:
-            compressed = [None] * e
-            for i in chosen:
-                compressed[i] = next(frames)
-        kind, parts = codec.encode_planes(view, planes, n, plan, off, ln, first, k0, k1, compressed)
-        out.append((d, kind, parts, ln))
-    return out
+            first = off + ((head0 - off) % e)
+            k0 = (first - head0) // e
+            spans.append((off, ln, d, first, k0, max(k0, (off + ln - head0) // e)))
+        chosen = [i for i in range(e) if plan.planes[i]]
+        pieces += [planes[i * n + k0 : i * n + k1] for _, _, _, _, k0, k1 in spans if k1 - k0 >= _MIN_ELEMS for i in chosen]
+        out: list = []
+        done.append(out)
+        grouped.append((out, view, plan, n, planes, spans, chosen))
+    frames = iter(codec.compress_planes(pieces))
+    for out, view, plan, n, planes, spans, chosen in grouped:
+        e = plan.elem
+        for off, ln, d, first, k0, k1 in spans:
+            compressed: list[bytes | None] | None = None
+            if k1 - k0 >= _MIN_ELEMS:
+                compressed = [None] * e
+                for i in chosen:
+                    compressed[i] = next(frames)
+            kind, parts = codec.encode_planes(view, planes, n, plan, off, ln, first, k0, k1, compressed)
+            out.append((d, kind, parts, ln))
+    return [item for out in done for item in out]
+
+
+def _opaque(data: memoryview, plan: codec.Plan) -> tuple[int, list]:
+    kind, encoded = codec.encode(data, plan, 0)
+    return kind, [encoded]
 
 
 def open_store(url: str) -> ChunkStore:

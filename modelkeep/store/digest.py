@@ -9,7 +9,7 @@ import blake3
 
 from modelkeep.errors import InvalidInput
 
-__all__ = ["Digest", "hash_bytes", "hash_chunks", "Hasher", "LANES"]
+__all__ = ["Digest", "hash_bytes", "hash_chunks", "hash_views", "Hasher", "LANES"]
 
 try:  # BLAKE3 of many equal chunks in one call (modelkeep/store/_lanes.c), where built and the CPU runs it
     from modelkeep.store import _lanes
@@ -89,6 +89,33 @@ def hash_chunks(view: memoryview, cuts: list[tuple[int, int]]) -> list[bytes]:
             out += [bytes(digests[k : k + 32]) for k in range(0, len(digests), 32)]
         i = j
     return out
+
+
+def hash_views(views: list[memoryview]) -> list[bytes]:
+    """The raw BLAKE3 digest of each of ``views``, in order (chunks of an upload, wherever they lie).
+
+    Views of one length, when there are enough of them to fill lanes, are hashed
+    together with one native call; the others one by one.
+    """
+    if not LANES:
+        return [blake3.blake3(v).digest() for v in views]
+    by_len: dict[int, list[int]] = {}
+    for i, v in enumerate(views):
+        by_len.setdefault(len(v), []).append(i)
+    out: list[bytes] = [b""] * len(views)
+    for ln, idx in by_len.items():
+        if len(idx) < _LANES_WORTH:
+            for i in idx:
+                out[i] = blake3.blake3(views[i]).digest()
+            continue
+        digests = bytearray(32 * len(idx))
+        _lanes.hash_list([views[i] for i in idx], digests)
+        for k, i in enumerate(idx):
+            out[i] = bytes(digests[32 * k : 32 * k + 32])
+    return out
+
+
+_LANES_WORTH = 8  # fewer messages of one length: sixteen lanes would mostly hash copies
 
 
 class Hasher:

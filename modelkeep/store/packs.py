@@ -81,7 +81,7 @@ class PackWriter:
         self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         self._backend = backend
         self._allocated = 0
-        self._stage: _Stage | None = _Stage.open(self._fd) if tmpdir is not None else None
+        self._stage: _Stage | None = _Stage.open(self._fd, tmpdir) if tmpdir is not None else None
         self.entries: list[PackEntry] = []
         self.size = 0
 
@@ -169,6 +169,7 @@ class _Stage:
     ALIGN = 4096  # covers 512-byte and 4 KiB logical sectors
     SIZE = 4 * 1024 * 1024
     _free: ClassVar[list[mmap.mmap]] = []
+    _checked: ClassVar[dict[str, bool]] = {}  # folder -> whether it takes O_DIRECT writes
     _lock = threading.Lock()
     _io: ThreadPoolExecutor | None = None
 
@@ -182,17 +183,23 @@ class _Stage:
         self.flushed = 0
 
     @classmethod
-    def open(cls, fd: int) -> _Stage | None:
-        """A stage for ``fd``, or None where the filesystem refuses O_DIRECT (checked with one write)."""
+    def open(cls, fd: int, where: str) -> _Stage | None:
+        """A stage for ``fd`` (a new file in folder ``where``), or None where the filesystem refuses O_DIRECT.
+
+        The first file of a folder is checked with one write; the answer is kept.
+        """
         direct = getattr(os, "O_DIRECT", 0)
-        if not direct:
+        if not direct or cls._checked.get(where) is False:
             return None
         stage = cls(fd)
         try:
             fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | direct)
-            stage.buf[: cls.ALIGN] = bytes(cls.ALIGN)
-            os.pwrite(fd, stage.buf[: cls.ALIGN], 0)  # rewritten by the pack's first bytes
+            if where not in cls._checked:
+                stage.buf[: cls.ALIGN] = bytes(cls.ALIGN)
+                os.pwrite(fd, stage.buf[: cls.ALIGN], 0)  # rewritten by the pack's first bytes
+                cls._checked[where] = True
         except OSError:
+            cls._checked[where] = False
             stage.free()
             try:
                 fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~direct)

@@ -4,11 +4,20 @@ import io
 import os
 
 import numpy as np
-import pytest
 import pyfastcdc
+import pytest
 
 from modelkeep.store import codec
-from modelkeep.store.chunking import AVG_CHUNK, MAX_CHUNK, MIN_CHUNK, Segment, cut, pieces, segments, tensor_chunks
+from modelkeep.store.chunking import (
+    AVG_CHUNK,
+    MAX_CHUNK,
+    MIN_CHUNK,
+    Segment,
+    cut,
+    pieces,
+    segments,
+    tensor_chunks,
+)
 
 from .conftest import model_tensors, write_safetensors
 

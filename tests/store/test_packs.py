@@ -42,7 +42,7 @@ def test_direct_and_buffered_packs_are_identical(tmp_path, monkeypatch, sizes):
     pack_id, direct = _write_pack(direct_backend, sizes, seed=len(sizes))
     # tmp_path is on the machine's disk, which takes O_DIRECT; tmpfs would not
     assert direct
-    monkeypatch.setattr(packs._Stage, "open", classmethod(lambda cls, fd: None))
+    monkeypatch.setattr(packs._Stage, "open", classmethod(lambda cls, fd, where: None))
     buffered_backend = LocalBackend(tmp_path / "buffered")
     pack_id2, direct2 = _write_pack(buffered_backend, sizes, seed=len(sizes))
     assert not direct2
