@@ -1,11 +1,19 @@
 """ChunkStore: files in, verified files out, every chunk stored once.
 
-Push (``UploadSession.put_file``) runs as a pipeline over blocks of the file:
-the calling thread reads and cuts (FastCDC releases the GIL) and hashes each
-chunk; a hashing thread computes the file digest; two encoder threads group
-float bytes and compress new chunks; the calling thread appends encoded chunks
-to the open pack; a sealing thread fsyncs and renames finished packs. At most
-a few blocks are in flight, so memory stays bounded whatever the file size.
+Push (``UploadSession.put_file``) runs as a pipeline over blocks of the file.
+A file is cut into segments (one per tensor of a safetensors file) and tensors
+into pieces of a few blocks; two worker threads each take a piece, read its
+blocks into reused buffers, hash its chunks (one native call per block), claim
+the chunks nobody stored yet and encode them (grouping float bytes and
+compressing the planes that pay, one call per block). One thread hashes the
+whole file from the workers' blocks, in file order; one appends encoded chunks
+to the open pack, whose bytes go to disk with O_DIRECT; one seals finished
+packs. At most a few blocks per worker are in flight, so memory stays bounded
+whatever the file size.
+
+Pull (``read_file``) reads runs of chunks that lie back to back in a pack with
+one call, decodes and verifies each run with one native call apiece, and
+writes it with one call; two threads take turns over the runs.
 """
 
 from __future__ import annotations
