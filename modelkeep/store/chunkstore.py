@@ -32,13 +32,7 @@ from pathlib import Path
 
 import blake3
 
-from modelkeep.errors import (
-    ChunkNotFound,
-    CorruptData,
-    InvalidInput,
-    InvalidPath,
-    StorageError,
-)
+from modelkeep.errors import ChunkNotFound, CorruptData, InvalidInput, InvalidPath, StorageError
 from modelkeep.store import codec
 from modelkeep.store.backends import Backend, open_backend
 from modelkeep.store.buffers import BufferPool, BufferRing
@@ -264,7 +258,7 @@ class ChunkStore:
         bad = codec.decode_run(blob, run.desc, out)
         if bad is not None:
             c = run.items[bad[0]][0]
-            raise CorruptData(f"{entry.path}: chunk {c.digest} in pack {run.pack}: chunk does not decode: {bad[1]}")
+            raise CorruptData(f"{entry.path}: chunk {c.digest} in pack {run.pack}: {bad[1]}")
         cuts = []
         pos = 0
         for c, _, _, _ in run.items:

@@ -218,12 +218,13 @@ def decode_run(blob: memoryview, desc: array, out: memoryview) -> tuple[int, str
         if sys.byteorder == "big":  # the native side reads little-endian numbers
             desc = array("I", desc)
             desc.byteswap()
-        return _native_decode_run(blob, desc, out)
+        bad = _native_decode_run(blob, desc, out)
+        return None if bad is None else (bad[0], f"chunk does not decode: {bad[1]}")
     pos = 0
     for i in range(0, len(desc), 4):
         at, stored, kind, raw = desc[i : i + 4]
         if at + stored > len(blob) or pos + raw > len(out):
-            return i // 4, "chunk lies outside the bytes read"
+            return i // 4, "chunk does not decode: chunk lies outside the bytes read"
         try:
             decode_into(kind, blob[at : at + stored], out[pos : pos + raw])
         except CorruptData as exc:
