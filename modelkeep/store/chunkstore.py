@@ -363,8 +363,8 @@ class UploadSession:
         # Large ones: segments (tensors) are read, cut, hashed and encoded in parallel
         # by the workers; one thread hashes the whole file from the blocks they read,
         # in file order; one appends encoded chunks to packs.
-        workers, hasher, packer = self._threads() if size > _THREAD_ABOVE else (_INLINE,) * 3
-        file_hash = _InOrderHash(hasher)
+        workers, packer = self._threads() if size > _THREAD_ABOVE else (_INLINE,) * 2
+        file_hash = _InOrderHash()
         refs: list[ChunkRef] = []
         tasks: deque[Future] = deque()
         done = 0
@@ -449,16 +449,15 @@ class UploadSession:
         if failure is not None:
             raise failure
 
-    def _threads(self) -> tuple[ThreadPoolExecutor, ThreadPoolExecutor, ThreadPoolExecutor]:
+    def _threads(self) -> tuple[ThreadPoolExecutor, ThreadPoolExecutor]:
         if not self._pools:
             self._pools = (
                 ThreadPoolExecutor(2, thread_name_prefix="mk-encode"),
-                ThreadPoolExecutor(1, thread_name_prefix="mk-hash"),
                 ThreadPoolExecutor(1, thread_name_prefix="mk-pack"),
                 ThreadPoolExecutor(1, thread_name_prefix="mk-seal"),
             )
-            self._sealer = self._pools[3]
-        return self._pools[0], self._pools[1], self._pools[2]
+            self._sealer = self._pools[2]
+        return self._pools[0], self._pools[1]
 
     def _hash_and_claim(self, view: memoryview, cuts: list[tuple[int, int]]):
         """Digests of a block's chunks, and the chunks this push must store: (offset, length, digest)."""
@@ -589,7 +588,7 @@ class UploadSession:
             return
         self._closed = True
         try:
-            for pool in self._pools[:3]:
+            for pool in self._pools[:2]:
                 pool.shutdown(wait=True, cancel_futures=True)
             if self._writer is not None:
                 self._writer.discard()
@@ -623,15 +622,17 @@ class _InOrderHash:
     """The whole-file digest, computed from the blocks the workers read.
 
     Workers finish blocks out of order; ``offer`` queues one and returns a future
-    that is done once the digest has taken it (its buffer may then be reused). The
-    single hashing thread takes blocks strictly in file order, so the file is read
-    once for both the chunk digests and its own.
+    that is done once the digest has taken it (its buffer may then be reused).
+    Blocks go into the digest strictly in file order, by whichever worker finds
+    the next one waiting: it takes every block that follows, in order, then lets
+    go. No thread is woken per block, and the file is read once for both the
+    chunk digests and its own.
     """
 
-    def __init__(self, pool: ThreadPoolExecutor | _Inline) -> None:
+    def __init__(self) -> None:
         self._h = blake3.blake3()
-        self._pool = pool
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _waiting and _failed
+        self._turn = threading.Lock()  # held by the worker feeding the digest
         self._waiting: dict[int, tuple[memoryview, Future]] = {}
         self._failed: BaseException | None = None
         self.hashed = 0  # bytes taken so far, from offset 0
@@ -643,7 +644,7 @@ class _InOrderHash:
                 fut.set_exception(self._failed)
                 return fut
             self._waiting[offset] = (view, fut)
-        self._pool.submit(self._drain)
+        self._feed()
         return fut
 
     def abort(self, exc: BaseException) -> None:
@@ -654,24 +655,34 @@ class _InOrderHash:
         for _, fut in waiting.values():
             fut.set_exception(self._failed)
 
-    def _drain(self) -> None:  # runs on the single hashing thread
-        while True:
-            with self._lock:
-                item = self._waiting.pop(self.hashed, None) if self._failed is None else None
-            if item is None:
-                return
-            view, fut = item
+    def _feed(self) -> None:
+        while self._turn.acquire(blocking=False):
             try:
-                self._h.update(view)  # releases the GIL
-            except BaseException as exc:
-                fut.set_exception(exc)
-                raise
-            self.hashed += len(view)
-            fut.set_result(None)
+                while True:
+                    with self._lock:
+                        item = self._waiting.pop(self.hashed, None) if self._failed is None else None
+                    if item is None:
+                        break
+                    view, fut = item
+                    try:
+                        self._h.update(view)  # releases the GIL
+                    except BaseException as exc:
+                        fut.set_exception(exc)
+                        self.abort(exc)
+                        raise
+                    self.hashed += len(view)
+                    fut.set_result(None)
+            finally:
+                self._turn.release()
+            # A block offered while we held the turn found it taken and left it to
+            # us: look again now that the turn is free (or taken by its offerer).
+            with self._lock:
+                if self._failed is not None or self.hashed not in self._waiting:
+                    return
 
     def digest(self) -> Digest:
-        """The digest once every block was offered (earlier drains finish first)."""
-        self._pool.submit(self._drain).result()
+        """The digest, once every block was offered and taken (put_file drains the rings first)."""
+        self._feed()
         return Digest(self._h.digest())
 
 
