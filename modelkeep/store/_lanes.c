@@ -72,6 +72,7 @@ static int lanes_available(void)
 
 #if MK_X86
 #define TARGET __attribute__((target("avx512f")))
+#define INLINE TARGET __attribute__((always_inline)) static inline
 
 typedef __m512i V;
 
@@ -88,13 +89,14 @@ typedef __m512i V;
     } while (0)
 
 /* cv = compress(cv, m, counter, block_len, flags)[0:8], the same counter and flags in every lane. */
-TARGET static void compress16(V cv[8], const V m[16], uint64_t counter, uint32_t block_len, uint32_t flags)
+INLINE void compress16(V cv[8], const V m[16], uint64_t counter, uint32_t block_len, uint32_t flags)
 {
     V s0 = cv[0], s1 = cv[1], s2 = cv[2], s3 = cv[3], s4 = cv[4], s5 = cv[5], s6 = cv[6], s7 = cv[7];
     V s8 = _mm512_set1_epi32((int)IV[0]), s9 = _mm512_set1_epi32((int)IV[1]);
     V s10 = _mm512_set1_epi32((int)IV[2]), s11 = _mm512_set1_epi32((int)IV[3]);
     V s12 = _mm512_set1_epi32((int)(uint32_t)counter), s13 = _mm512_set1_epi32((int)(uint32_t)(counter >> 32));
     V s14 = _mm512_set1_epi32((int)block_len), s15 = _mm512_set1_epi32((int)flags);
+#pragma GCC unroll 7
     for (int r = 0; r < 7; r++) {
         const uint8_t *w = SCHEDULE[r];
         G(s0, s4, s8, s12, m[w[0]], m[w[1]]);
@@ -117,7 +119,7 @@ TARGET static void compress16(V cv[8], const V m[16], uint64_t counter, uint32_t
 }
 
 /* Rows a[i] (lane i's 16 words) to columns m[w] (word w of every lane). */
-TARGET static void transpose16(const V a[16], V m[16])
+INLINE void transpose16(const V a[16], V m[16])
 {
     V b[16], c[16];
     for (int i = 0; i < 8; i++) {
@@ -144,7 +146,7 @@ TARGET static void transpose16(const V a[16], V m[16])
 }
 
 /* The 64-byte block at ``off`` of every lane's message, as columns; a short block is zero-padded. */
-TARGET static void load_block(const uint8_t *const ptr[LANES], size_t off, size_t n, V m[16])
+INLINE void load_block(const uint8_t *const ptr[LANES], size_t off, size_t n, V m[16])
 {
     V rows[16];
     if (n == BLOCK_LEN) {
