@@ -4,6 +4,7 @@
  *   unshuffle(planes, dst)       dst[i*elem + j] = planes[j][i]
  *   decode_run(blob, desc, out)  decode a run of stored chunks (codec.py's layout)
  *   can_decode_run() -> bool     whether decode_run has zstd to work with
+ *   nib4_encode(planes), nib4_decode(src, dst)   the nib4 plane method (below)
  *
  * n is the number of whole elements; elem is 2, 4 or 8. All release the GIL.
  * modelkeep/store/planes.py and codec.py wrap them and fall back to numpy and
@@ -191,6 +192,311 @@ done:
     return res;
 }
 
+/* -- the nib4 plane method -------------------------------------------------------------
+ *
+ * The sign/exponent plane of trained float weights takes a handful of values
+ * (~3 bits of entropy per byte). nib4 stores the plane as 4-bit codes into a
+ * table of its (up to) 15 most frequent values, code 15 meaning "the next
+ * escape byte"; zstd's entropy coder gets ~30 % fewer bytes but costs ~5x the
+ * time. Layout:
+ *
+ *     u8 k | k table bytes | u32 escapes | ceil(n/2) code bytes (low nibble first) | escape bytes
+ *
+ * A plane with more than n/64 escapes is not encoded this way (NIB4_NO).
+ */
+
+#define NIB4_NO ((size_t)-1)
+#define NIB4_MAX_N (512 * 1024) /* planes up to this long pack without branches */
+
+typedef struct {
+    uint8_t k, table[15], code[256];
+    size_t escapes;
+} nib4_plan;
+
+/* The table of a plane and the size of its encoding, or NIB4_NO. */
+static size_t nib4_prepare(const uint8_t *src, size_t n, nib4_plan *p)
+{
+    /* four histograms: runs of one value would otherwise wait on each increment */
+    uint32_t c4[4][256] = {{0}};
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        c4[0][src[i]]++;
+        c4[1][src[i + 1]]++;
+        c4[2][src[i + 2]]++;
+        c4[3][src[i + 3]]++;
+    }
+    for (; i < n; i++)
+        c4[0][src[i]]++;
+    /* the values present, then the 15 most frequent (ties: the smaller value) */
+    size_t count[256];
+    int present[256], m = 0;
+    for (int v = 0; v < 256; v++) {
+        count[v] = (size_t)c4[0][v] + c4[1][v] + c4[2][v] + c4[3][v];
+        if (count[v])
+            present[m++] = v;
+    }
+    size_t covered = 0;
+    p->k = 0;
+    memset(p->code, 15, sizeof p->code);
+    for (int slot = 0; slot < 15 && slot < m; slot++) {
+        int best = slot;
+        for (int j = slot + 1; j < m; j++)
+            if (count[present[j]] > count[present[best]])
+                best = j;
+        int v = present[best];
+        present[best] = present[slot];
+        present[slot] = v;
+        p->table[p->k] = (uint8_t)v;
+        p->code[v] = p->k++;
+        covered += count[v];
+    }
+    p->escapes = n - covered;
+    if (p->escapes > n / 64)
+        return NIB4_NO;
+    return 1 + p->k + 4 + (n + 1) / 2 + p->escapes;
+}
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#define NIB4_SIMD 1
+#define NIB4_TARGET __attribute__((target("avx512f,avx512bw,avx512vbmi,avx512vbmi2,popcnt")))
+
+static int simd_ok = -1;
+
+static int nib4_simd(void)
+{
+    if (simd_ok < 0) {
+        __builtin_cpu_init();
+        simd_ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                  __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512vbmi2");
+    }
+    return simd_ok;
+}
+
+/* Codes of 64 bytes at once: a 256-entry table lookup as two 128-entry ones. */
+NIB4_TARGET static size_t nib4_pack64(const uint8_t *src, size_t n, const uint8_t code[256], uint8_t *codes,
+                                      uint8_t *esc)
+{
+    __m512i t0 = _mm512_loadu_si512((const void *)code), t1 = _mm512_loadu_si512((const void *)(code + 64));
+    __m512i t2 = _mm512_loadu_si512((const void *)(code + 128)), t3 = _mm512_loadu_si512((const void *)(code + 192));
+    __m512i fifteen = _mm512_set1_epi8(15), low = _mm512_set1_epi16(0x000F), high = _mm512_set1_epi16(0x00F0);
+    uint8_t *start = esc;
+    size_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        __m512i v = _mm512_loadu_si512((const void *)(src + i));
+        __m512i lo = _mm512_permutex2var_epi8(t0, v, t1), hi = _mm512_permutex2var_epi8(t2, v, t3);
+        __m512i c = _mm512_mask_blend_epi8(_mm512_movepi8_mask(v), lo, hi);
+        __mmask64 e = _mm512_cmpeq_epi8_mask(c, fifteen);
+        if (e) {
+            _mm512_mask_compressstoreu_epi8(esc, e, v);
+            esc += _mm_popcnt_u64(e);
+        }
+        /* 16-bit lanes hold an even code (low byte) and an odd one (high byte) */
+        __m512i packed = _mm512_or_si512(_mm512_and_si512(c, low), _mm512_and_si512(_mm512_srli_epi16(c, 4), high));
+        _mm256_storeu_si256((__m256i *)(codes + i / 2), _mm512_cvtepi16_epi8(packed));
+    }
+    return (size_t)(esc - start) | i << 32; /* escapes written, bytes done */
+}
+
+/* The reverse: 64 bytes at a time while no escape lies among them. */
+NIB4_TARGET static size_t nib4_unpack64(const uint8_t *codes, size_t n, const uint8_t lut[16], const uint8_t *esc,
+                                        const uint8_t *esc_end, uint8_t k, uint8_t *dst)
+{
+    __m512i table = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)lut));
+    __m512i nib = _mm512_set1_epi16(0x0F), fifteen = _mm512_set1_epi8(15), kk = _mm512_set1_epi8((char)k);
+    const uint8_t *e0 = esc;
+    size_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        __m512i w = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(codes + i / 2)));
+        /* byte 2j = low nibble, byte 2j+1 = high nibble of code byte j */
+        __m512i c = _mm512_or_si512(_mm512_and_si512(w, nib), _mm512_slli_epi16(_mm512_srli_epi16(w, 4), 8));
+        __mmask64 e = _mm512_cmpeq_epi8_mask(c, fifteen);
+        __mmask64 bad = _mm512_cmpge_epu8_mask(c, kk) & ~e;
+        if (bad || (size_t)_mm_popcnt_u64(e) > (size_t)(esc_end - esc))
+            break; /* the scalar loop reports it */
+        __m512i out = _mm512_permutexvar_epi8(c, table);
+        if (e) {
+            out = _mm512_mask_expandloadu_epi8(out, e, esc);
+            esc += _mm_popcnt_u64(e);
+        }
+        _mm512_storeu_si512((void *)(dst + i), out);
+    }
+    return (size_t)(esc - e0) | i << 32;
+}
+#endif
+
+static void nib4_pack(const uint8_t *src, size_t n, const nib4_plan *p, uint8_t *out)
+{
+    *out++ = p->k;
+    memcpy(out, p->table, p->k);
+    out += p->k;
+    uint32_t e = (uint32_t)p->escapes;
+    out[0] = (uint8_t)e, out[1] = (uint8_t)(e >> 8), out[2] = (uint8_t)(e >> 16), out[3] = (uint8_t)(e >> 24);
+    out += 4;
+    uint8_t *codes = out, *esc_out = out + (n + 1) / 2;
+    const uint8_t *code = p->code;
+    /* Without branches: every byte is written to the escape buffer, which only
+     * advances past escapes (at most n/64 of them, checked by nib4_prepare). */
+    uint8_t spill[NIB4_MAX_N / 64 + 2];
+    size_t i = 0;
+#ifdef NIB4_SIMD
+    if (nib4_simd()) {
+        size_t r = nib4_pack64(src, n, code, codes, esc_out);
+        esc_out += r & 0xFFFFFFFFu;
+        i = r >> 32;
+    }
+#endif
+    uint8_t *esc = n <= NIB4_MAX_N ? spill : esc_out;
+    if (esc == spill) {
+        for (; i + 1 < n; i += 2) {
+            uint8_t x = src[i], y = src[i + 1], a = code[x], b = code[y];
+            codes[i >> 1] = (uint8_t)(a | b << 4);
+            *esc = x;
+            esc += a == 15;
+            *esc = y;
+            esc += b == 15;
+        }
+        if (i < n) {
+            uint8_t x = src[i], a = code[x];
+            codes[i >> 1] = a;
+            *esc = x;
+            esc += a == 15;
+        }
+        memcpy(esc_out, spill, (size_t)(esc - spill));
+        return;
+    }
+    for (; i < n; i++) { /* planes longer than any chunk's: the plain loop */
+        uint8_t x = src[i], a = code[x];
+        if (i & 1)
+            codes[i >> 1] |= (uint8_t)(a << 4);
+        else
+            codes[i >> 1] = a;
+        if (a == 15)
+            *esc++ = x;
+    }
+}
+
+/* Decode exactly n bytes into dst; NULL or why not. */
+static const char *nib4_unpack(const uint8_t *src, size_t len, size_t n, uint8_t *dst)
+{
+    if (len < 1)
+        return "truncated nib4 plane";
+    size_t k = src[0];
+    if (k > 15 || len < 1 + k + 4)
+        return "bad nib4 table";
+    const uint8_t *table = src + 1;
+    const uint8_t *q = src + 1 + k;
+    size_t escapes = q[0] | q[1] << 8 | q[2] << 16 | (size_t)q[3] << 24;
+    const uint8_t *codes = q + 4;
+    if (len != 1 + k + 4 + (n + 1) / 2 + escapes)
+        return "nib4 plane has the wrong length";
+    const uint8_t *esc = codes + (n + 1) / 2, *esc_end = esc + escapes;
+    uint8_t lut[16];
+    memcpy(lut, table, k);
+    memset(lut + k, 0, 16 - k);
+    size_t i = 0;
+#ifdef NIB4_SIMD
+    if (nib4_simd()) {
+        size_t r = nib4_unpack64(codes, n, lut, esc, esc_end, (uint8_t)k, dst);
+        esc += r & 0xFFFFFFFFu;
+        i = r >> 32;
+    }
+#endif
+    if (escapes == 0) { /* the common case: a table lookup per nibble, no branch */
+        for (uint8_t c; i + 1 < n; i += 2) {
+            c = codes[i >> 1];
+            if ((c & 15) >= k || (c >> 4) >= k)
+                return "bad nib4 code";
+            dst[i] = lut[c & 15];
+            dst[i + 1] = lut[c >> 4];
+        }
+    }
+    for (; i < n; i++) {
+        uint8_t c = i & 1 ? codes[i >> 1] >> 4 : codes[i >> 1] & 15;
+        if (c < k)
+            dst[i] = lut[c];
+        else if (c == 15 && esc < esc_end)
+            dst[i] = *esc++;
+        else
+            return "bad nib4 code";
+    }
+    return esc == esc_end ? NULL : "nib4 escapes left over";
+}
+
+static PyObject *planes_nib4_encode(PyObject *self, PyObject *args)
+{
+    PyObject *seq;
+    if (!PyArg_ParseTuple(args, "O", &seq))
+        return NULL;
+    PyObject *fast = PySequence_Fast(seq, "planes must be a sequence"), *res = NULL;
+    if (fast == NULL)
+        return NULL;
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(fast), got = 0;
+    Py_buffer *views = PyMem_Calloc((size_t)count + 1, sizeof *views);
+    nib4_plan *plans = PyMem_Calloc((size_t)count + 1, sizeof *plans);
+    size_t *sizes = PyMem_Calloc((size_t)count + 1, sizeof *sizes);
+    uint8_t **outs = PyMem_Calloc((size_t)count + 1, sizeof *outs);
+    if (views == NULL || plans == NULL || sizes == NULL || outs == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (; got < count; got++)
+        if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(fast, got), &views[got], PyBUF_SIMPLE) < 0)
+            goto done;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < count; i++)
+        sizes[i] = nib4_prepare((const uint8_t *)views[i].buf, (size_t)views[i].len, &plans[i]);
+    Py_END_ALLOW_THREADS
+    if ((res = PyList_New(count)) == NULL)
+        goto done;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *item;
+        if (sizes[i] == NIB4_NO) {
+            item = Py_NewRef(Py_None);
+        } else {
+            item = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)sizes[i]);
+            if (item == NULL) {
+                Py_CLEAR(res);
+                goto done;
+            }
+            outs[i] = (uint8_t *)PyBytes_AS_STRING(item);
+        }
+        PyList_SET_ITEM(res, i, item);
+    }
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < count; i++)
+        if (outs[i] != NULL)
+            nib4_pack((const uint8_t *)views[i].buf, (size_t)views[i].len, &plans[i], outs[i]);
+    Py_END_ALLOW_THREADS
+done:
+    for (Py_ssize_t i = 0; i < got; i++)
+        PyBuffer_Release(&views[i]);
+    PyMem_Free(views);
+    PyMem_Free(plans);
+    PyMem_Free(sizes);
+    PyMem_Free(outs);
+    Py_DECREF(fast);
+    return res;
+}
+
+static PyObject *planes_nib4_decode(PyObject *self, PyObject *args)
+{
+    Py_buffer src, dst;
+    if (!PyArg_ParseTuple(args, "y*w*", &src, &dst))
+        return NULL;
+    const char *why;
+    Py_BEGIN_ALLOW_THREADS
+    why = nib4_unpack((const uint8_t *)src.buf, (size_t)src.len, (size_t)dst.len, (uint8_t *)dst.buf);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&src);
+    PyBuffer_Release(&dst);
+    if (why != NULL) {
+        PyErr_SetString(PyExc_ValueError, why);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 /* -- decoding a run of chunks ---------------------------------------------------------
  *
  * A pull decodes every chunk of a file: one Python call per chunk gives up and
@@ -282,6 +588,11 @@ static const char *decode_one(const uint8_t *src, size_t stored, int kind, uint8
             if (zstd_is_error(r) || r != n)
                 return "plane does not decode to its length";
             planes[j] = tl_planes + j * n;
+        } else if (method == 2) {
+            const char *why = nib4_unpack(src + pos, len, n, tl_planes + j * n);
+            if (why != NULL)
+                return why;
+            planes[j] = tl_planes + j * n;
         } else {
             return "bad plane method";
         }
@@ -344,6 +655,9 @@ static PyMethodDef methods[] = {
     {"unshuffle", planes_unshuffle, METH_VARARGS, "unshuffle(planes, dst): interleave byte planes back into elements"},
     {"decode_run", planes_decode_run, METH_VARARGS,
      "decode_run(blob, desc, out): decode chunks back to back into out; None, or (index, reason) of the first bad one"},
+    {"nib4_encode", planes_nib4_encode, METH_VARARGS,
+     "nib4_encode(planes) -> list: each plane's nib4 encoding, or None where too many bytes escape the table"},
+    {"nib4_decode", planes_nib4_decode, METH_VARARGS, "nib4_decode(src, dst): decode one nib4 plane, filling dst"},
     {"can_decode_run", planes_can_decode_run, METH_NOARGS, "can_decode_run() -> bool: whether libzstd was found"},
     {NULL, NULL, 0, NULL},
 };

@@ -727,12 +727,14 @@ def _encode_blocks(blocks: list) -> list:
     """``_encode_block`` of several ``(view, new, plan, phase, scratch)`` at once, in order.
 
     The planes worth compressing, of every new chunk of every block, go to zstd
-    in one call: its loop runs without the interpreter lock, where a call per
-    chunk would give the lock up and wait to get it back each time.
+    in one call and to nib4 in another: their loops run without the interpreter
+    lock, where a call per chunk would give the lock up and wait to get it back
+    each time.
     """
     done: list[list] = []
     grouped = []
-    pieces: list[memoryview] = []
+    zstd: list[memoryview] = []  # planes to compress with zstd, of every new chunk of every block, in order
+    nib4: list[memoryview] = []  # planes to encode with nib4, likewise
     for view, new, plan, phase, scratch in blocks:
         e = plan.elem
         if not e:
@@ -750,19 +752,27 @@ def _encode_blocks(blocks: list) -> list:
             k0 = (first - head0) // e
             spans.append((off, ln, d, first, k0, max(k0, (off + ln - head0) // e)))
         chosen = [i for i in range(e) if plan.planes[i]]
-        pieces += [planes[i * n + k0 : i * n + k1] for _, _, _, _, k0, k1 in spans if k1 - k0 >= _MIN_ELEMS for i in chosen]
+        for _, _, _, _, k0, k1 in spans:
+            if k1 - k0 >= _MIN_ELEMS:
+                for i in chosen:
+                    (nib4 if plan.planes[i] == codec.NIB4 else zstd).append(planes[i * n + k0 : i * n + k1])
         out: list = []
         done.append(out)
         grouped.append((out, view, plan, n, planes, spans, chosen))
-    frames = iter(codec.compress_planes(pieces))
+    zstd_frames = iter(codec.compress_planes(zstd))
+    nib4_codes = iter(codec.nib4_planes(nib4))
     for out, view, plan, n, planes, spans, chosen in grouped:
         e = plan.elem
         for off, ln, d, first, k0, k1 in spans:
-            compressed: list[bytes | None] | None = None
+            compressed: list[tuple[int, bytes] | None] | None = None
             if k1 - k0 >= _MIN_ELEMS:
                 compressed = [None] * e
                 for i in chosen:
-                    compressed[i] = next(frames)
+                    if plan.planes[i] == codec.NIB4:
+                        q = next(nib4_codes)  # None: too many escapes, encode_planes uses zstd
+                        compressed[i] = (codec.NIB4, q) if q is not None else None
+                    else:
+                        compressed[i] = (codec.ZSTD_PLANE, next(zstd_frames))
             kind, parts = codec.encode_planes(view, planes, n, plan, off, ln, first, k0, k1, compressed)
             out.append((d, kind, parts, ln))
     return [item for out in done for item in out]

@@ -1,6 +1,6 @@
 """Packs: many chunks in one immutable object, with the index of its chunks at the end.
 
-Layout (format 1, little endian)::
+Layout (format 2, little endian; format 1 differs only in having no nib4 planes)::
 
     blob 0 | blob 1 | ... | header | trailer
 
@@ -35,7 +35,8 @@ from modelkeep.store.digest import hash_bytes
 __all__ = ["PackEntry", "PackWriter", "read_header", "read_header_bytes", "pack_name", "PACK_TARGET", "FORMAT"]
 
 MAGIC = b"MKPK"
-FORMAT = 1
+FORMAT = 2  # 2: chunks may use the nib4 plane method (codec.py); format 1 packs are read as ever
+READABLE = (1, 2)
 TRAILER = struct.Struct("<4sHHQ")
 ENTRY = struct.Struct("<32sQIIB")
 PACK_TARGET = 32 * 1024 * 1024  # seal a pack once it holds this many stored bytes
@@ -317,8 +318,11 @@ def read_header_bytes(backend: Backend, name: str) -> bytes:
     magic, fmt, _, hlen = TRAILER.unpack(backend.get_range(name, size - TRAILER.size, TRAILER.size))
     if magic != MAGIC:
         raise CorruptData(f"pack {name} has no pack trailer")
-    if fmt != FORMAT:
-        raise CorruptData(f"pack {name} has unsupported format {fmt}")
+    if fmt not in READABLE:
+        raise CorruptData(
+            f"pack {name} has format {fmt}; this modelkeep reads pack formats {', '.join(map(str, READABLE))}"
+            " (a newer modelkeep wrote it: upgrade to read it)"
+        )
     if hlen % ENTRY.size or hlen > size - TRAILER.size:
         raise CorruptData(f"pack {name} has a malformed header length {hlen}")
     header = backend.get_range(name, size - TRAILER.size - hlen, hlen)

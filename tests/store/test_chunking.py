@@ -201,3 +201,46 @@ def test_decode_run_names_the_first_bad_chunk(runs_impl, damage):
         bad = 5
     got = codec.decode_run(memoryview(blob), desc, memoryview(out))
     assert got is not None and got[0] == bad and got[1]
+
+
+def test_exponent_planes_are_stored_with_nib4():
+    rng = np.random.default_rng(3)
+    data = (rng.standard_normal(50_000, dtype=np.float32) * 0.05).tobytes()
+    plan = codec.plan_for(memoryview(data), 4)
+    assert plan.planes == (codec.RAW_PLANE, codec.RAW_PLANE, codec.RAW_PLANE, codec.NIB4)
+    # a plane of one value: zstd's few bytes beat nib4's half
+    zeros = codec.plan_for(memoryview(bytes(200_000)), 4)
+    assert set(zeros.planes) == {codec.ZSTD_PLANE}
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_nib4_round_trips_between_native_and_numpy(seed, monkeypatch):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 70_000))
+    values = rng.integers(0, 256, int(rng.integers(1, 16)), dtype=np.uint8)
+    plane = values[rng.integers(0, len(values), n)]
+    plane[rng.integers(0, n, n // 100)] = rng.integers(0, 256, n // 100, dtype=np.uint8)  # escapes
+    raw = plane.tobytes()
+    native = codec.nib4_planes([memoryview(raw)])[0]
+    monkeypatch.setattr(codec, "_native_nib4", None)
+    numpy = codec.nib4_planes([memoryview(raw)])[0]
+    assert native is not None and numpy is not None and len(native) == len(numpy)
+    assert bytes(codec._nib4_decode(native, n)) == raw  # numpy decodes the native encoding
+    monkeypatch.undo()
+    assert bytes(codec._nib4_decode(numpy, n)) == raw  # and the other way round
+
+
+@pytest.mark.parametrize("impl", ["native", "numpy"])
+def test_nib4_refuses_planes_with_many_values_and_bad_codes(impl, monkeypatch):
+    if impl == "numpy":
+        monkeypatch.setattr(codec, "_native_nib4", None)
+    noise = np.random.default_rng(0).integers(0, 256, 10_000, dtype=np.uint8).tobytes()
+    assert codec.nib4_planes([memoryview(noise)]) == [None]
+    plane = bytes([7, 9] * 500)
+    enc = bytearray(codec.nib4_planes([memoryview(plane)])[0])
+    assert enc[0] == 2 and len(enc) == 1 + 2 + 4 + 500
+    enc[1 + 2 + 4] = 0x33  # code 3 with a table of 2 values
+    with pytest.raises(ValueError):
+        codec._nib4_decode(bytes(enc), 1000)
+    with pytest.raises(ValueError):
+        codec._nib4_decode(bytes(enc[:-1]), 1000)
