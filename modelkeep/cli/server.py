@@ -15,6 +15,7 @@ FastAPI and uvicorn come from the ``server`` extra and are imported only here.
 
 from __future__ import annotations
 
+import gc
 import getpass
 import logging
 from dataclasses import replace
@@ -123,6 +124,11 @@ def serve(
     with modelkeep.open(settings) as registry:
         web = create_app(registry, server_settings)
         err().print(f"modelkeep server on http://{escape(host)}:{port} (docs at /docs)", markup=False, highlight=False)
+        # What exists now (the framework, the ORM's metadata, the app) lives as long
+        # as the process: frozen, the collector never walks it again. Full
+        # collections over it cost ~15 % of the server's CPU on an upload.
+        gc.collect()
+        gc.freeze()
         uvicorn.run(web, host=host, port=port, log_level=log_level.lower(), access_log=False)
 
 
