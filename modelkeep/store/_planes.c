@@ -2,6 +2,7 @@
  *
  *   shuffle(src, elem, dst)      dst[j*n + i] = src[i*elem + j]
  *   unshuffle(planes, dst)       dst[i*elem + j] = planes[j][i]
+ *   shuffle_many(items)          shuffle(src, elem, dst) for each (src, elem, dst), in one call
  *   decode_run(blob, desc, out)  decode a run of stored chunks (codec.py's layout)
  *   can_decode_run() -> bool     whether decode_run has zstd to work with
  *   nib4_encode(planes), nib4_decode(src, dst)   the nib4 plane method (below)
@@ -144,6 +145,56 @@ static PyObject *planes_shuffle(PyObject *self, PyObject *args)
 done:
     PyBuffer_Release(&src);
     PyBuffer_Release(&dst);
+    return res;
+}
+
+static PyObject *planes_shuffle_many(PyObject *self, PyObject *args)
+{
+    PyObject *seq;
+    if (!PyArg_ParseTuple(args, "O", &seq))
+        return NULL;
+    PyObject *fast = PySequence_Fast(seq, "shuffle_many takes a sequence of (src, elem, dst)"), *res = NULL;
+    if (fast == NULL)
+        return NULL;
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(fast), got = 0;
+    Py_buffer *views = PyMem_Calloc(2 * (size_t)count + 2, sizeof *views);
+    int *elems = PyMem_Calloc((size_t)count + 1, sizeof *elems);
+    if (views == NULL || elems == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (; got < count; got++) {
+        long e;
+        PyObject *src, *dst;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(fast, got), "OlO", &src, &e, &dst) || !check_elem(e))
+            goto done;
+        if (PyObject_GetBuffer(src, &views[2 * got], PyBUF_SIMPLE) < 0)
+            goto done;
+        if (PyObject_GetBuffer(dst, &views[2 * got + 1], PyBUF_WRITABLE) < 0) {
+            PyBuffer_Release(&views[2 * got]);
+            goto done;
+        }
+        elems[got] = (int)e;
+        if (views[2 * got].len % e || views[2 * got + 1].len < views[2 * got].len) {
+            got++;
+            PyErr_SetString(PyExc_ValueError, "a source is not whole elements, or its destination is shorter");
+            goto done;
+        }
+    }
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < count; i++)
+        shuffle_n((const uint8_t *)views[2 * i].buf, (uint8_t *)views[2 * i + 1].buf,
+                  views[2 * i].len / elems[i], elems[i]);
+    Py_END_ALLOW_THREADS
+    res = Py_NewRef(Py_None);
+done:
+    for (Py_ssize_t i = 0; i < got; i++) {
+        PyBuffer_Release(&views[2 * i]);
+        PyBuffer_Release(&views[2 * i + 1]);
+    }
+    PyMem_Free(views);
+    PyMem_Free(elems);
+    Py_DECREF(fast);
     return res;
 }
 
@@ -652,6 +703,8 @@ static PyObject *planes_can_decode_run(PyObject *self, PyObject *args) { return 
 
 static PyMethodDef methods[] = {
     {"shuffle", planes_shuffle, METH_VARARGS, "shuffle(src, elem, dst): group the bytes of elements by significance"},
+    {"shuffle_many", planes_shuffle_many, METH_VARARGS,
+     "shuffle_many([(src, elem, dst), ...]): shuffle each, in one call"},
     {"unshuffle", planes_unshuffle, METH_VARARGS, "unshuffle(planes, dst): interleave byte planes back into elements"},
     {"decode_run", planes_decode_run, METH_VARARGS,
      "decode_run(blob, desc, out): decode chunks back to back into out; None, or (index, reason) of the first bad one"},

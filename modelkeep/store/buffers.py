@@ -15,6 +15,8 @@ from contextlib import contextmanager
 
 __all__ = ["BufferPool", "BufferRing"]
 
+_GRANULE = 1024 * 1024
+
 
 class BufferPool:
     """At most ``keep`` idle buffers, each reused for any request up to its size."""
@@ -43,7 +45,9 @@ class BufferPool:
             for i, buf in enumerate(self._free):
                 if len(buf) >= n:
                     return self._free.pop(i)
-        return bytearray(n)
+        # Sizes rounded up, so the next request of about this size (an upload batch
+        # is a few bytes longer or shorter each time) finds this buffer big enough.
+        return bytearray(-(-n // _GRANULE) * _GRANULE if n > _GRANULE else n)
 
     def give(self, buf: bytearray) -> None:
         with self._lock:

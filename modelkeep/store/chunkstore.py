@@ -42,7 +42,7 @@ from modelkeep.store.gc import GC_GENERATION
 from modelkeep.store.index import Index
 from modelkeep.store.manifest import ChunkRef, FileEntry, Manifest, normalize_path
 from modelkeep.store.packs import PACK_TARGET, PackWriter, pack_name
-from modelkeep.store.planes import shuffle
+from modelkeep.store.planes import shuffle_many
 
 __all__ = [
     "ChunkStore",
@@ -735,6 +735,7 @@ def _encode_blocks(blocks: list) -> list:
     grouped = []
     zstd: list[memoryview] = []  # planes to compress with zstd, of every new chunk of every block, in order
     nib4: list[memoryview] = []  # planes to encode with nib4, likewise
+    groupings: list[tuple[memoryview, int, memoryview]] = []  # (block bytes, element size, planes) to shuffle
     for view, new, plan, phase, scratch in blocks:
         e = plan.elem
         if not e:
@@ -745,7 +746,7 @@ def _encode_blocks(blocks: list) -> list:
         # One grouping per block, not per chunk: each chunk's planes are then
         # contiguous slices of the block's planes.
         planes = scratch(n * e) if scratch is not None else memoryview(bytearray(n * e))
-        shuffle(view[head0 : head0 + n * e], e, planes)
+        groupings.append((view[head0 : head0 + n * e], e, planes))
         spans = []
         for off, ln, d in new:
             first = off + ((head0 - off) % e)
@@ -759,6 +760,7 @@ def _encode_blocks(blocks: list) -> list:
         out: list = []
         done.append(out)
         grouped.append((out, view, plan, n, planes, spans, chosen))
+    shuffle_many(groupings)  # every block's grouping, in one call
     zstd_frames = iter(codec.compress_planes(zstd))
     nib4_codes = iter(codec.nib4_planes(nib4))
     for out, view, plan, n, planes, spans, chosen in grouped:

@@ -269,7 +269,7 @@ class _Stage:
                 pass
         self.buf.release()
         with self._lock:
-            while self.maps and len(self._free) < 4:
+            while self.maps and len(self._free) < 16:  # two per pack being written
                 self._free.append(self.maps.pop())
         for m in self.maps:
             m.close()

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["shuffle", "unshuffle", "NATIVE"]
+__all__ = ["shuffle", "shuffle_many", "unshuffle", "NATIVE"]
 
 try:
-    from modelkeep.store._planes import shuffle as _shuffle, unshuffle as _unshuffle
+    from modelkeep.store._planes import shuffle as _shuffle, shuffle_many as _shuffle_many, unshuffle as _unshuffle
 
     NATIVE = True
 except ImportError:  # built without a C compiler
@@ -34,6 +34,15 @@ def shuffle(src: bytes | memoryview, elem: int, dst: bytearray | memoryview) -> 
     n = len(src) // elem
     out = np.frombuffer(dst, dtype=np.uint8, count=n * elem).reshape(elem, n)
     out[...] = np.frombuffer(src, dtype=np.uint8, count=n * elem).reshape(n, elem).T
+
+
+def shuffle_many(items: list[tuple[bytes | memoryview, int, bytearray | memoryview]]) -> None:
+    """``shuffle`` of each ``(src, elem, dst)``; natively in one call (one hand-off of the interpreter lock)."""
+    if NATIVE:
+        _shuffle_many(items)
+        return
+    for src, elem, dst in items:
+        shuffle(src, elem, dst)
 
 
 def unshuffle(planes: Sequence[bytes | memoryview], dst: bytearray | memoryview) -> None:

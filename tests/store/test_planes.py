@@ -48,3 +48,17 @@ def test_bad_arguments_are_refused(impl):
         planes.unshuffle([b"ab", b"a"], bytearray(4))  # planes of unequal length
     with pytest.raises(ValueError):
         planes.unshuffle([b"ab", b"ab", b"ab"], bytearray(6))  # three planes
+
+
+def test_shuffle_many_equals_shuffle_of_each(impl):
+    rng = np.random.default_rng(5)
+    items, expected = [], []
+    for e, n in ((4, 10_000), (2, 3), (8, 777), (4, 0)):
+        data = rng.integers(0, 256, n * e, dtype=np.uint8).tobytes()
+        items.append((data, e, bytearray(n * e + 5)))  # a destination may be longer
+        expected.append(_reference(data, e) if n else b"")
+    planes.shuffle_many(items)
+    for (_, _, dst), want in zip(items, expected):
+        assert bytes(dst[: len(want)]) == want
+    with pytest.raises(ValueError):
+        planes.shuffle_many([(b"abc", 2, bytearray(4))])
