@@ -276,6 +276,18 @@ class _Stage:
         self.maps = []
 
 
+def _after_fork_in_child() -> None:
+    # A forked child has none of the parent's threads: an executor made before the
+    # fork would queue writes that nothing runs, and a lock held at the fork would
+    # stay held. The child starts its own.
+    _Stage._lock = threading.Lock()
+    _Stage._io = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _pwrite_direct(fd: int, data: memoryview, offset: int) -> None:
     done = 0
     while done < len(data):

@@ -99,3 +99,26 @@ def test_store_push_error_on_pack_write_is_a_storage_error(tmp_path, monkeypatch
     with store.session() as s, pytest.raises(StorageError, match="No space left"):
         s.put_file(src, "f.bin")
         s.commit()
+
+
+def test_a_forked_child_writes_packs_with_its_own_io_threads(tmp_path):
+    backend = LocalBackend(tmp_path / "parent")
+    _write_pack(backend, [70_000] * 100, seed=2)  # the parent's I/O threads now exist
+    pid = os.fork()
+    if pid == 0:  # the child: its pack must be written, not wait forever on the parent's threads
+        code = 1
+        try:
+            child = LocalBackend(tmp_path / "child")
+            pack_id, _ = _write_pack(child, [70_000] * 100, seed=3)
+            code = 0 if len(read_header(child, pack_name(pack_id))) == 100 else 1
+        finally:
+            os._exit(code)
+    deadline = __import__("time").monotonic() + 30
+    while __import__("time").monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        __import__("time").sleep(0.05)
+    os.kill(pid, 9)
+    pytest.fail("the forked child hung writing a pack")
