@@ -13,6 +13,9 @@ Codecs (one byte in the pack header per chunk):
 
               u8 e | u8 head | u8 tail | e x (u8 method, u32 length) | head bytes | planes | tail bytes
 
+          ``head``/``tail`` are the bytes before the first and after the last whole
+          element of the chunk (a chunk may start mid-element).
+
 nib4 (plane method 2) stores a plane that takes few values as 4-bit codes into
 a table of its up to 15 most frequent values, code 15 taking the next escape
 byte: ``u8 k | k table bytes | u32 escapes | ceil(n/2) code bytes (low nibble
@@ -20,9 +23,6 @@ first) | escape bytes``. On the sign/exponent plane of trained weights it keeps
 about half the bytes where zstd keeps a third, at several times zstd's speed
 both ways; a plane is stored this way when its sample shows nib4 within
 ``_NIB4_OVER_ZSTD`` of zstd's size.
-
-          ``head``/``tail`` are the bytes before the first and after the last whole
-          element of the chunk (a chunk may start mid-element).
 
 Whether compression pays is decided once per segment from a sample
 (:class:`Plan`), so incompressible planes and files cost nothing to try.
