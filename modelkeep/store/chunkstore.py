@@ -57,7 +57,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int], None]
-_IN_FLIGHT = 3  # segments being cut and encoded ahead of the one whose chunk list is collected
+_IN_FLIGHT = 3  # pieces being cut and encoded ahead of the one whose chunk list is collected
 _PIECE = 4 * 1024 * 1024  # push: tensors are cut and encoded in parts of this size
 _READ_BATCH = 2 * 1024 * 1024  # pull: bytes of a run read, decoded and verified at once (stays in cache)
 
