@@ -547,7 +547,8 @@ class UploadSession:
             take = 0
             size = 0
             while take < len(items) and size < room:
-                size += sum(len(p) for p in items[take][2])
+                for part in items[take][2]:
+                    size += len(part)
                 take += 1
             try:
                 self._writer.add_many(items[:take])

@@ -270,7 +270,13 @@ def encode_planes(
         body.append(plane)
     if not gained:
         return RAW, [chunk]
-    return PLANES, [_PLANE_TABLES[e].pack(*fields), chunk[:head], *body, chunk[ln - tail :]]
+    parts: list[bytes | memoryview] = [_PLANE_TABLES[e].pack(*fields)]
+    if head:
+        parts.append(chunk[:head])
+    parts += body
+    if tail:
+        parts.append(chunk[ln - tail :])
+    return PLANES, parts
 
 
 def decode(codec: int, blob: bytes | memoryview, raw_len: int) -> bytes | memoryview:

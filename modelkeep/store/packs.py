@@ -98,9 +98,10 @@ class PackWriter:
         for digest, codec, parts, raw in items:
             start = pos
             for p in parts:
-                if len(p):
+                n = len(p)
+                if n:
                     iov.append(p)
-                    pos += len(p)
+                    pos += n
             self.entries.append(PackEntry(digest, start, pos - start, raw, codec))
         self._reserve(pos)
         self._write(iov)
@@ -224,15 +225,26 @@ class _Stage:
             return cls._io
 
     def write(self, iov: list[bytes | memoryview]) -> None:
-        for part in iov:
+        """Stage ``iov`` (bytes or byte memoryviews), flushing every buffer that fills."""
+        buf, fill, size = self.buf, self.fill, self.SIZE
+        for part in iov:  # runs once per part of every chunk: kept lean
+            n = len(part)
+            end = fill + n
+            if end < size:
+                buf[fill:end] = part
+                fill = end
+                continue
             mv = memoryview(part).cast("B")
             while mv:
-                n = min(len(mv), self.SIZE - self.fill)
-                self.buf[self.fill : self.fill + n] = mv[:n]
-                self.fill += n
-                mv = mv[n:]
-                if self.fill == self.SIZE:
-                    self._flush(self.SIZE)
+                k = min(len(mv), size - fill)
+                buf[fill : fill + k] = mv[:k]
+                fill += k
+                mv = mv[k:]
+                if fill == size:
+                    self.fill = fill
+                    self._flush(size)
+                    buf, fill = self.buf, self.fill
+        self.fill = fill
 
     def finish(self) -> None:
         """Write out everything staged and wait for it; the last block is zero-padded (the caller truncates)."""
