@@ -53,6 +53,8 @@ BATCH_BYTES = 8 * 1024 * 1024
 MISSING_PER_REQUEST = 50_000
 FETCH_PER_REQUEST = 1024
 JOBS = 4
+_ASK_AFTER = 4  # batches in a row the server lacked entirely before most go out unasked
+_ASK_EVERY = 4  # ...of which every this-many-th still asks first
 ATTEMPTS = 5  # per request, on connection failures and 502/503/504 (StorageError)
 
 Progress = Callable[[int], None]
@@ -62,8 +64,8 @@ Progress = Callable[[int], None]
 class PushResult:
     version: Version
     total_bytes: int  # logical bytes of the files
-    sent_bytes: int  # chunk bytes uploaded (the server lacked them)
-    reused_bytes: int  # bytes the server already had (or that repeat within the push)
+    sent_bytes: int  # chunk bytes uploaded (the server lacked them, or was not asked first)
+    reused_bytes: int  # bytes the server already had (or that repeat within the push): total - new
     wire_bytes: int  # request bodies of the uploads, framing included
     chunks_sent: int
 
@@ -123,7 +125,10 @@ class _Uploader:
         self._seen: set[bytes] = set()
         self._progress = progress
         self._lock = threading.Lock()
+        self._lacked_all = 0  # batches in a row the server lacked entirely
+        self._batches = 0
         self.sent_bytes = 0
+        self.new_bytes = 0  # of the bytes sent, those the server did not have (its count)
         self.wire_bytes = 0
         self.chunks_sent = 0
 
@@ -148,22 +153,33 @@ class _Uploader:
             return
         body, used, frames = self._body, self._used, self._frames
         self._body, self._used, self._frames = None, 0, []
-        self._inflight.append(self._pool.submit(self._send, body, used, frames))
+        # Asking first costs a round trip per batch. Once the server has lacked
+        # every chunk of several batches in a row (a new model), most batches go
+        # out without asking; every fourth still asks, so a run of chunks the
+        # server has is noticed again. A wrong guess costs bandwidth, never
+        # correctness: the server stores only the chunks it lacks.
+        self._batches += 1
+        ask = self._lacked_all < _ASK_AFTER or self._batches % _ASK_EVERY == 0
+        self._inflight.append(self._pool.submit(self._send, body, used, frames, ask))
         while len(self._inflight) > self._max_inflight:  # bounded memory: wait for the oldest
             self._inflight.pop(0).result()
 
-    def _send(self, body: bytearray, used: int, frames: list[tuple[bytes, int, int]]) -> None:
+    def _send(self, body: bytearray, used: int, frames: list[tuple[bytes, int, int]], ask: bool) -> None:
         try:
             view = memoryview(body)
-            missing = set(missing_chunks(self._http, self._name, [str(Digest(d)) for d, _, _ in frames]))
-            todo = [f for f in frames if str(Digest(f[0])) in missing]
+            todo = frames
+            if ask:
+                missing = set(missing_chunks(self._http, self._name, [str(Digest(d)) for d, _, _ in frames]))
+                todo = [f for f in frames if str(Digest(f[0])) in missing]
+                with self._lock:
+                    self._lacked_all = self._lacked_all + 1 if len(todo) == len(frames) else 0
             if todo:
                 if len(todo) == len(frames):
                     parts = [view[:used]]
                 else:
                     parts = [view[at : at + UP_FRAME.size + ln] for _, at, ln in todo]
                 length = sum(len(p) for p in parts)
-                _retry(
+                resp = _retry(
                     lambda: self._http.request(
                         "POST",
                         f"{API}/chunks",
@@ -172,10 +188,14 @@ class _Uploader:
                         headers={"Content-Type": "application/octet-stream", "Content-Length": str(length)},
                     )
                 )
+                new = int(resp.json().get("new_bytes", 0))
                 with self._lock:
                     self.sent_bytes += sum(ln for _, _, ln in todo)
+                    self.new_bytes += new
                     self.wire_bytes += length
                     self.chunks_sent += len(todo)
+                    if not ask and new < sum(ln for _, _, ln in todo):  # it had some: ask again
+                        self._lacked_all = 0
             if self._progress:
                 self._progress(sum(ln for _, _, ln in frames))
         finally:
@@ -261,7 +281,7 @@ def upload(
             hasher.shutdown()
             up.close()
         manifest = Manifest.of(entries)
-        body = {"name": name, "manifest": json.loads(manifest.to_bytes()), "new_bytes": up.sent_bytes}
+        body = {"name": name, "manifest": json.loads(manifest.to_bytes()), "new_bytes": up.new_bytes}
         body.update(to_wire({"provenance": prov, **push_kwargs}))
         try:
             resp = _retry(lambda: http.request("POST", f"{API}/chunks/commit", json=body))
@@ -273,7 +293,7 @@ def upload(
             continue
         version = from_wire(Version, resp.json())
         total = manifest.size
-        return PushResult(version, total, up.sent_bytes, total - up.sent_bytes, up.wire_bytes, up.chunks_sent)
+        return PushResult(version, total, up.sent_bytes, total - up.new_bytes, up.wire_bytes, up.chunks_sent)
     raise AssertionError("unreachable")
 
 

@@ -131,6 +131,51 @@ def test_interrupted_push_resumes_and_skips_what_arrived(served, tmp_path):
     assert (tmp_path / "out" / "blob.bin").read_bytes() == (src / "blob.bin").read_bytes()
 
 
+class Counting:
+    """An Http that counts the requests of each path."""
+
+    def __init__(self, http) -> None:
+        self.http = http
+        self.calls: dict[str, int] = {}
+
+    def request(self, method, path, **kw):
+        self.calls[path] = self.calls.get(path, 0) + 1
+        return self.http.request(method, path, **kw)
+
+
+def test_a_new_model_goes_out_mostly_without_asking_first(served, tmp_path):
+    src = tmp_path / "new"
+    src.mkdir()
+    data = os.urandom(40_000_000)
+    (src / "blob.bin").write_bytes(data)
+    http = Counting(served.http)
+    r = transfer.upload(http, src, "team/new", batch_bytes=1_000_000, jobs=1)
+    uploads, asks = http.calls["/api/v1/chunks"], http.calls.get("/api/v1/chunks/missing", 0)
+    assert uploads >= 38 and asks <= transfer._ASK_AFTER + uploads // transfer._ASK_EVERY + 1
+    assert r.sent_bytes == r.total_bytes and r.reused_bytes == 0
+    assert r.version.new_bytes == r.total_bytes == len(data)
+
+    # the same bytes again, then new ones after them: the known part is asked about and
+    # not sent; at most a few batches past the point where the known bytes end go
+    # out unasked (the server keeps only what it lacks, and says so)
+    (src / "blob.bin").write_bytes(data + os.urandom(20_000_000))
+    http = Counting(served.http)
+    again = transfer.upload(http, src, "team/new", batch_bytes=1_000_000, jobs=1)
+    assert again.sent_bytes <= 20_000_000 + 2_000_000
+    assert again.version.new_bytes <= 20_000_000 + 300_000  # the boundary chunks are new
+    assert again.reused_bytes >= len(data) - 300_000
+    transfer.download(served.http, "team/new@latest", tmp_path / "out", cache=ChunkCache(tmp_path / "c", max_bytes=0))
+    assert (tmp_path / "out" / "blob.bin").read_bytes() == (src / "blob.bin").read_bytes()
+
+    # known bytes after a long new run: the unasked batches that turn out known are
+    # stored once, counted as reused, and asking resumes
+    (src / "blob.bin").write_bytes(os.urandom(20_000_000) + data)
+    third = transfer.upload(served.http, src, "team/new", batch_bytes=1_000_000, jobs=1)
+    assert third.version.new_bytes <= 20_000_000 + 300_000
+    assert third.sent_bytes <= 20_000_000 + (transfer._ASK_EVERY + 1) * 1_100_000
+    assert third.reused_bytes >= len(data) - 300_000
+
+
 class Unreachable:
     """A server that answers 503 / drops the first ``n`` requests of each kind."""
 
