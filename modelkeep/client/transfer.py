@@ -189,12 +189,13 @@ class _Uploader:
                     )
                 )
                 new = int(resp.json().get("new_bytes", 0))
+                sent = sum(ln for _, _, ln in todo)
                 with self._lock:
-                    self.sent_bytes += sum(ln for _, _, ln in todo)
+                    self.sent_bytes += sent
                     self.new_bytes += new
                     self.wire_bytes += length
                     self.chunks_sent += len(todo)
-                    if not ask and new < sum(ln for _, _, ln in todo):  # it had some: ask again
+                    if not ask and new < sent:  # it had some: ask again
                         self._lacked_all = 0
             if self._progress:
                 self._progress(sum(ln for _, _, ln in frames))

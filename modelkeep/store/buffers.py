@@ -93,8 +93,15 @@ class BufferRing:
 
     def drain(self) -> None:
         """Wait for everything still reading these buffers; raise the first failure."""
-        held = [f for slot in self._held for f in slot]
-        self._held = [[] for _ in self._held]
+        BufferRing.drain_all([self])
+
+    @staticmethod
+    def drain_all(rings: Iterable[BufferRing]) -> None:
+        """``drain`` of every ring, waiting for all of them even after a failure; raise the first."""
+        held: list[Future] = []
+        for ring in rings:
+            held += [f for slot in ring._held for f in slot]
+            ring._held = [[] for _ in ring._held]
         _wait_all(held)
 
 

@@ -391,7 +391,8 @@ class UploadSession:
         finally:
             for fut in tasks:  # a failed piece: the others must finish before their buffers are drained
                 fut.exception()
-            self._drain_rings()
+            # no piece is in progress: no worker uses its ring meanwhile
+            BufferRing.drain_all(self._rings)
         digest = file_hash.digest()
         if done != size or file_hash.hashed != size or sum(r.size for r in refs) != size:
             raise InvalidPath(f"{path} changed while being read")
@@ -434,20 +435,6 @@ class UploadSession:
             with self._claim:
                 self._rings.append(ring)
         return ring
-
-    def _drain_rings(self) -> None:
-        """Wait for every digest and pack write still reading a block buffer; raise the first failure.
-
-        Called with no piece in progress, so no worker is using its ring meanwhile.
-        """
-        failure: BaseException | None = None
-        for ring in self._rings:
-            try:
-                ring.drain()
-            except BaseException as exc:
-                failure = failure or exc
-        if failure is not None:
-            raise failure
 
     def _threads(self) -> tuple[ThreadPoolExecutor, ThreadPoolExecutor]:
         if not self._pools:
@@ -772,8 +759,12 @@ def _encode_blocks(blocks: list) -> list:
                 compressed = [None] * e
                 for i in chosen:
                     if plan.planes[i] == codec.NIB4:
-                        q = next(nib4_codes)  # None: too many escapes, encode_planes uses zstd
-                        compressed[i] = (codec.NIB4, q) if q is not None else None
+                        q = next(nib4_codes)
+                        if q is None:  # too many values escape this chunk's table: zstd instead
+                            plane = planes[i * n + k0 : i * n + k1]
+                            compressed[i] = codec.encode_plane(codec.ZSTD_PLANE, plane)
+                        else:
+                            compressed[i] = (codec.NIB4, q)
                     else:
                         compressed[i] = (codec.ZSTD_PLANE, next(zstd_frames))
             kind, parts = codec.encode_planes(view, planes, n, plan, off, ln, first, k0, k1, compressed)

@@ -16,34 +16,34 @@ def _expected(data: bytes, cuts) -> list[bytes]:
 
 def test_native_helper_is_built_and_runs_here():
     # Built by the install from modelkeep/store/_lanes.c. It needs AVX-512F, which
-    # the machines we measure on have; elsewhere hash_chunks uses the blake3 module.
+    # the machines we measure on have; elsewhere hash_chunks uses the blake3 module
+    # and the helper says why it cannot run.
     assert digest.LANES == _lanes.available()
-    if not _lanes.available():
+    if _lanes.available():
+        with pytest.raises(ValueError):
+            _lanes.hash_equal(b"x" * 100, 64, 2, bytearray(64))  # source too short
+        with pytest.raises(ValueError):
+            _lanes.hash_equal(b"x" * 128, 64, 2, bytearray(63))  # output too short
+        with pytest.raises(ValueError):
+            _lanes.hash_list([b"x" * 64, b"y" * 63], bytearray(64))  # lengths differ
+    else:
         with pytest.raises(RuntimeError):
             _lanes.hash_equal(b"x" * 64, 64, 1, bytearray(32))
 
 
-@pytest.mark.skipif(not digest.LANES, reason="this CPU lacks AVX-512F: the fallback is tested below")
 @pytest.mark.parametrize(
     "length",
     # every shape of the BLAKE3 tree: empty, partial blocks, one chunk, chunk edges, deep trees
     [0, 1, 63, 64, 65, 1023, 1024, 1025, 2048, 3072, 4097, 16 * 1024 + 5, 65536, 65536 + 100, 262144],
 )
 @pytest.mark.parametrize("count", [1, 15, 16, 17, 33])
-def test_hash_equal_matches_blake3(length, count):
+def test_equal_chunks_hash_to_plain_blake3(length, count):
+    # back-to-back chunks of one length: one native call where the CPU runs it
     data = os.urandom(length * count + 3)
-    out = bytearray(32 * count)
-    _lanes.hash_equal(data, length, count, out)
     cuts = [(i * length, length) for i in range(count)]
-    assert [bytes(out[32 * i : 32 * i + 32]) for i in range(count)] == _expected(data, cuts)
-
-
-@pytest.mark.skipif(not digest.LANES, reason="this CPU lacks AVX-512F")
-def test_hash_equal_refuses_short_buffers():
-    with pytest.raises(ValueError):
-        _lanes.hash_equal(b"x" * 100, 64, 2, bytearray(64))
-    with pytest.raises(ValueError):
-        _lanes.hash_equal(b"x" * 128, 64, 2, bytearray(63))
+    assert digest.hash_chunks(memoryview(data), cuts) == _expected(data, cuts)
+    views = [memoryview(data)[o : o + n] for o, n in cuts]
+    assert digest.hash_views(views * 8) == _expected(data, cuts) * 8  # enough of one length to fill lanes
 
 
 @pytest.mark.parametrize("native", [True, False])
