@@ -265,6 +265,19 @@ def test_frames_match_the_server(served):
     assert struct.calcsize(transfer.UP_FRAME.format) == 38
 
 
+def test_request_body_goes_out_in_bounded_parts_covering_exactly_the_spans():
+    data = bytes(range(256)) * 20_000  # 5.1 MB
+    view = memoryview(data)
+    piece = transfer.SEND_PIECE
+    spans = [(0, 10), (10, 2 * piece + 7), (3 * piece, 3 * piece + 5), (4 * piece, len(data))]
+    parts = transfer._pieces(view, spans)
+    assert all(0 < len(p) <= piece for p in parts)
+    assert b"".join(parts) == b"".join(data[a:b] for a, b in spans)
+    # adjacent spans are joined: the first two make one run of 2 MiB + 7 bytes, so three parts
+    assert [len(p) for p in parts[:3]] == [piece, piece, 7]
+    assert transfer._pieces(view, []) == []
+
+
 def test_push_and_pull_through_a_server_on_s3(s3_endpoint, tmp_path):
     """The same transfer with the server's store on S3 (moto over HTTP)."""
     from s3_support import make_bucket
