@@ -68,6 +68,13 @@ class Operation:
     args: tuple[str, ...] = ("name",)  # arguments holding names / refs / the namespace
     event: str | None = None
     filter_results: bool = False  # drop records of namespaces the caller may not view
+    # (argument, role): a call that sets this argument to true needs that role instead
+    # (a forced transition overrides the policy: an admin's decision, not an approver's)
+    elevated: tuple[tuple[str, Role], ...] = ()
+
+    def role_for(self, args: dict) -> Role:  # type: ignore[type-arg]
+        """The role a call with these arguments needs."""
+        return max([self.role, *(role for arg, role in self.elevated if args.get(arg))])
 
 
 _V, _C, _A, _ADM = Role.VIEWER, Role.CONTRIBUTOR, Role.APPROVER, Role.ADMIN
@@ -97,7 +104,10 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("audit_verify", "GET", "/audit/verify", "audit", _V, Scope.GLOBAL, ()),
     Operation("record_run", "POST", "/audit/runs", "audit", _C),
     # governance: stages, policies, approvals, rollback
-    Operation("transition", "POST", "/stages", "governance", _A, Scope.REF, ("ref",), event="stage.changed"),
+    Operation(
+        "transition", "POST", "/stages", "governance", _A, Scope.REF, ("ref",), event="stage.changed",
+        elevated=(("force", _ADM),),
+    ),
     Operation("rollback", "POST", "/rollback", "governance", _A, event="stage.changed"),
     Operation("stages", "GET", "/stages", "governance", _V),
     Operation("set_policy", "PUT", "/policies", "governance", _ADM),

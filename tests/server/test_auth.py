@@ -172,6 +172,26 @@ def test_four_eyes_approver_role_and_not_the_author(srv: Served, tmp_path: Path)
         assert reg.stages("four/m")[v.version].value == "staging"
 
 
+def test_a_forced_transition_needs_admin_where_an_approver_may_transition(srv: Served, tmp_path: Path) -> None:
+    from modelkeep.errors import PromotionRefused
+
+    (tmp_path / "f").write_text("m")
+    with srv.remote(srv.user("hana", {"force": Role.ADMIN})) as admin:
+        v = admin.push(tmp_path / "f", "force/m", metrics={"auc": 0.5})
+        admin.set_policy("force/m", "rules:\n  - auc >= 0.9\n")
+        admin.transition(v.ref, "staging")
+        admin.transition(v.ref, "validation")
+    with srv.remote(srv.user("ivan", {"force": Role.APPROVER})) as approver:
+        with pytest.raises(PromotionRefused):  # the approver may try; the policy refuses
+            approver.transition(v.ref, "production")
+        with pytest.raises(Forbidden):  # ...but may not override it
+            approver.transition(v.ref, "production", reason="incident 42", force=True)
+        assert approver.stages("force/m")[v.version].value == "validation"
+    with srv.remote(srv.user("hana", {"force": Role.ADMIN})) as admin:
+        admin.transition(v.ref, "production", reason="incident 42", force=True)
+        assert admin.stages("force/m")[v.version].value == "production"
+
+
 def test_error_details_travel_back_as_records(srv: Served, tmp_path: Path) -> None:
     from modelkeep.errors import InvalidPolicy, PromotionRefused
     from modelkeep.registry.types import PolicyReport

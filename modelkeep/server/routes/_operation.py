@@ -86,10 +86,11 @@ def namespaces(op: Operation, args: dict[str, Any]) -> list[str]:
 
 def authorize(principal: Principal, op: Operation, args: dict[str, Any]) -> list[str]:
     spaces = namespaces(op, args)
+    role = op.role_for(args)
     for ns in spaces:
         if op.filter_results and ns == ALL:
             continue  # a listing: filtered to what the caller may see below
-        principal.require(op.role, ns)
+        principal.require(role, ns)
     return spaces
 
 
@@ -275,7 +276,9 @@ def operations_router(group: str) -> APIRouter:
             _endpoint(op),
             methods=[op.verb],
             name=op.method,
-            summary=f"Registry.{op.method} (role: {op.role.label})",
+            summary=f"Registry.{op.method} (role: {op.role.label}"
+            + "".join(f"; {arg}: {role.label}" for arg, role in op.elevated)
+            + ")",
             openapi_extra=_openapi_extra(op),
             include_in_schema=True,
         )
