@@ -103,6 +103,7 @@ def collect(
         for pack_id in gone:
             backend.delete(pack_name(pack_id))
         _sweep_temp(store, now - grace_seconds)
+        backend.sweep_incomplete(now - grace_seconds)
         return StoreGc(len(to_delete), len(to_repack), chunks_deleted, freed, young, False)
 
 

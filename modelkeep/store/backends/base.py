@@ -83,5 +83,14 @@ class Backend(abc.ABC):
         """Release open handles."""
 
     def local_temp_dir(self) -> str | None:
-        """A directory on the same filesystem for temp files, when there is one."""
+        """A local directory for the temp files of packs being written (None: the system's).
+
+        The local backend's is on the store's filesystem, so a pack is renamed
+        into place; others upload from it. ``gc`` removes files in it older than
+        its grace period: those of pushes that were killed.
+        """
         return None
+
+    def sweep_incomplete(self, before: float) -> int:
+        """Drop writes that began before ``before`` (epoch seconds) and never finished; how many."""
+        return 0

@@ -21,6 +21,8 @@ import io
 import json
 import logging
 import os
+import stat
+import tempfile
 import threading
 import time
 import uuid
@@ -59,6 +61,7 @@ class S3Backend(Backend):
         lock_stale_seconds: float = LOCK_STALE_SECONDS,
         lock_wait_seconds: float = 600.0,
         read_window: int = 4 * 1024 * 1024,
+        temp_dir: str | None = None,
     ) -> None:
         if not bucket:
             raise InvalidURI("s3 URL without a bucket (expected s3://bucket/prefix)")
@@ -90,6 +93,9 @@ class S3Backend(Backend):
         self.read_window = read_window
         self._windows: OrderedDict[tuple[str, int], bytes] = OrderedDict()
         self._windows_lock = threading.Lock()
+        # Packs are written here before they go up. A folder of this user's own,
+        # not the shared temp dir itself, so gc can sweep what killed pushes left.
+        self._temp_dir = temp_dir or os.path.join(tempfile.gettempdir(), f"modelkeep-packs-{os.getuid()}")
 
     # -- naming ----------------------------------------------------------------
 
@@ -128,6 +134,32 @@ class S3Backend(Backend):
         except boto3.exceptions.S3UploadFailedError as exc:
             raise StorageError(f"S3 upload of {name} to {self.url} failed: {exc}") from None
         os.unlink(path)
+
+    def local_temp_dir(self) -> str:
+        path = self._temp_dir
+        try:
+            os.makedirs(path, mode=0o700, exist_ok=True)
+            st = os.lstat(path)
+        except OSError as exc:
+            raise StorageError(f"cannot create the folder for packs being written, {path}: {exc.strerror}") from None
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+            raise StorageError(f"{path} is not a folder of this user's; it holds packs being written")
+        return path
+
+    def sweep_incomplete(self, before: float) -> int:
+        """Abort multipart uploads under the prefix begun before ``before``: a killed push's parts."""
+        prefix = f"{self.prefix}/" if self.prefix else ""
+        aborted = 0
+        try:
+            pages = self._s3.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=prefix)
+            for page in pages:
+                for up in page.get("Uploads", []):
+                    if up["Initiated"].timestamp() < before:
+                        self._s3.abort_multipart_upload(Bucket=self.bucket, Key=up["Key"], UploadId=up["UploadId"])
+                        aborted += 1
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise self._fail("listing of unfinished uploads", prefix or "/", exc) from None
+        return aborted
 
     def get(self, name: str) -> bytes:
         try:
