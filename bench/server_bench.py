@@ -261,14 +261,12 @@ def bench_modelkeep(work: Path, args: argparse.Namespace) -> dict[str, float]:
 
 
 def http_manifest(http: Http, ref: str):  # type: ignore[no-untyped-def]
-    import json
-
     from modelkeep.registry.types import Version
     from modelkeep.registry.wire import from_wire
     from modelkeep.store.manifest import Manifest
 
     doc = http.request("GET", "/api/v1/chunks/manifest", params={"ref": ref}).json()
-    return from_wire(Version, doc["version"]), Manifest.from_bytes(json.dumps(doc["manifest"]).encode())
+    return from_wire(Version, doc["version"]), Manifest.from_doc(doc["manifest"])
 
 
 def bench_mlflow(work: Path, args: argparse.Namespace) -> dict[str, float] | None:

@@ -107,7 +107,7 @@ class RemoteRegistry(Registry):
 
     def manifest(self, ref: RefLike) -> tuple[Version, Manifest]:
         doc = self._http.request("GET", f"{API}/chunks/manifest", params={"ref": str(ref)}).json()
-        return from_wire(Version, doc["version"]), Manifest.from_bytes(json.dumps(doc["manifest"]).encode())
+        return from_wire(Version, doc["version"]), Manifest.from_doc(doc["manifest"])
 
     def close(self) -> None:
         self._http.close()

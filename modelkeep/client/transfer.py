@@ -362,7 +362,7 @@ def download(
     cache = cache if cache is not None else ChunkCache()
     doc = _retry(lambda: http.request("GET", f"{API}/chunks/manifest", params={"ref": str(ref)})).json()
     version = from_wire(Version, doc["version"])
-    manifest = Manifest.from_bytes(json.dumps(doc["manifest"]).encode())
+    manifest = Manifest.from_doc(doc["manifest"])
     exact = f"{version.artifact}@{version.version}"
     into = Destination(dest)
     fetched = cached = chunks_fetched = 0

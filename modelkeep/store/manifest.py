@@ -136,9 +136,17 @@ class Manifest:
     def from_bytes(cls, data: bytes) -> Manifest:
         try:
             doc = json.loads(data)
-            if doc.get("format") != 1:
-                raise InvalidInput(f"unsupported manifest format {doc.get('format')!r}")
-            return cls.of(FileEntry.from_json(f) for f in doc["files"])
+        except ValueError as exc:
+            raise InvalidInput(f"malformed manifest: {exc}") from None
+        return cls.from_doc(doc)
+
+    @classmethod
+    def from_doc(cls, doc: object) -> Manifest:
+        """A manifest from its parsed JSON (``{"format": 1, "files": [...]}``), checked as ``from_bytes`` does."""
+        try:
+            if doc.get("format") != 1:  # type: ignore[union-attr]
+                raise InvalidInput(f"unsupported manifest format {doc.get('format')!r}")  # type: ignore[union-attr]
+            return cls.of(FileEntry.from_json(f) for f in doc["files"])  # type: ignore[index]
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise InvalidInput(f"malformed manifest: {exc}") from None
 

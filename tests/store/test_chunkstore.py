@@ -248,3 +248,28 @@ def test_a_failing_segment_fails_the_push_without_stalling_the_others(local_stor
     out = tmp_path / "out.safetensors"
     local_store.read_file(e, out)
     assert out.read_bytes() == src.read_bytes()
+
+
+def test_manifest_from_its_parsed_json_round_trips_and_refuses_bad_shapes():
+    import json
+
+    from modelkeep.errors import InvalidInput
+    from modelkeep.store.digest import Digest
+    from modelkeep.store.manifest import ChunkRef, FileEntry
+
+    chunks = (ChunkRef(Digest(bytes(range(32))), 5), ChunkRef(Digest(bytes(32)), 3))
+    m = Manifest.of([FileEntry("b/w.bin", Digest(bytes([7] * 32)), 8, chunks), FileEntry("a.txt", Digest(bytes(32)), 0, ())])
+    doc = json.loads(m.to_bytes())
+    assert Manifest.from_doc(doc) == m == Manifest.from_bytes(m.to_bytes())
+    bad = [
+        [],  # not an object
+        {"format": 2, "files": []},
+        {"format": 1, "files": [{"path": "../x", "digest": str(Digest(bytes(32))), "size": 0, "chunks": []}]},
+        {"format": 1, "files": [{"path": "x", "digest": "md5:00", "size": 0, "chunks": []}]},
+        {"format": 1, "files": [{"path": "x", "digest": str(Digest(bytes(32))), "size": 4, "chunks": []}]},
+    ]
+    for d in bad:
+        with pytest.raises(InvalidInput):
+            Manifest.from_doc(d)
+    with pytest.raises(InvalidInput):
+        Manifest.from_bytes(b"{not json")

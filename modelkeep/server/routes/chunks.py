@@ -181,7 +181,7 @@ async def commit(request: Request) -> JSONResponse:
     new_bytes = doc.pop("new_bytes", 0)
     if not isinstance(new_bytes, int) or new_bytes < 0:
         raise MalformedRequest('"new_bytes" must be a non-negative integer')
-    manifest = Manifest.from_bytes(json.dumps(raw_manifest).encode())
+    manifest = Manifest.from_doc(raw_manifest)  # parsed once, with the body
     hints = {p.name: hint for p, hint in parameters("push") if p.name not in _COMMIT_SKIP}
     unknown = set(doc) - set(hints)
     if unknown:
