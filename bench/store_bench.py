@@ -195,6 +195,8 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--work", type=Path, default=None)
     args = ap.parse_args()
+    if args.work is not None and args.work.exists() and any(args.work.iterdir()):
+        ap.error(f"--work {args.work} is not empty: give a new or empty folder (the workload is written there)")
 
     work = Path(args.work or tempfile.mkdtemp(prefix="mk-bench-"))
     work.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ writes it with one call; two threads take turns over the runs.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import threading
@@ -25,7 +26,7 @@ import time
 import uuid
 from array import array
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,7 +185,6 @@ class ChunkStore:
                     os.posix_fallocate(fd, 0, entry.size)
                 except OSError:
                     pass
-            runs = self._read_runs(entry)
             local = threading.local()
 
             def work(run: _Run) -> int:
@@ -192,16 +192,34 @@ class ChunkStore:
                 _pwrite_all(fd, out, run.file_offset)
                 return len(out)
 
-            if len(runs) > 1:
-                with ThreadPoolExecutor(2, thread_name_prefix="mk-pull") as pool:
-                    for n in pool.map(work, runs):
-                        if progress:
-                            progress(n)
-            else:
-                for run in runs:
+            runs = self._read_runs(entry)
+            first = next(runs, None)
+            second = next(runs, None)
+            if second is None:  # one run (a small file): no threads
+                for run in [first] if first is not None else []:
                     n = work(run)
                     if progress:
                         progress(n)
+            else:
+                # Runs are decoded as soon as they are planned: planning looks up every
+                # chunk in the index (~16k per GiB), which used to delay the first write.
+                with ThreadPoolExecutor(2, thread_name_prefix="mk-pull") as pool:
+                    pending: deque[Future] = deque()
+                    try:
+                        for run in itertools.chain((first, second), runs):
+                            pending.append(pool.submit(work, run))
+                            while pending and pending[0].done():
+                                n = pending.popleft().result()
+                                if progress:
+                                    progress(n)
+                        while pending:
+                            n = pending.popleft().result()
+                            if progress:
+                                progress(n)
+                    except BaseException:
+                        for f in pending:
+                            f.cancel()
+                        raise
             os.ftruncate(fd, entry.size)
         except BaseException:
             os.close(fd)
@@ -210,13 +228,13 @@ class ChunkStore:
         os.close(fd)
         os.replace(tmp, dest)
 
-    def _read_runs(self, entry: FileEntry) -> list[_Run]:
-        """Group the file's chunks into runs that lie back to back in one pack."""
-        runs: list[_Run] = []
+    def _read_runs(self, entry: FileEntry) -> Iterator[_Run]:
+        """The file's chunks grouped into runs that lie back to back in one pack, each yielded once complete."""
         run: _Run | None = None
         pos = 0
+        get = self.index.get
         for c in entry.chunks:
-            loc = self._locate(c.digest.raw)
+            loc = get(c.digest.raw) or self._locate(c.digest.raw)  # _locate rescans the packs once
             if loc is None:
                 raise CorruptData(f"{entry.path}: chunk {c.digest} is missing from the store")
             pack_id, off, stored, raw, kind = loc
@@ -228,14 +246,16 @@ class ChunkStore:
                 or run.pack_offset + run.stored != off
                 or run.raw + raw > _READ_BATCH
             ):
+                if run is not None:
+                    yield run
                 run = _Run(pack_id, off, pos)
-                runs.append(run)
             run.items.append((c, run.stored, stored, kind))
             run.desc.extend((run.stored, stored, kind, raw))
             run.stored += stored
             run.raw += raw
             pos += raw
-        return runs
+        if run is not None:
+            yield run
 
     def _decode_run(self, entry: FileEntry, run: _Run, local: threading.local) -> memoryview:
         """The verified bytes of one run, in this thread's reused output buffer."""

@@ -13,10 +13,32 @@ def test_digest_round_trip():
     assert str(d).startswith("blake3:") and len(d.hex) == 64
 
 
-@pytest.mark.parametrize("text", ["sha256:" + "0" * 64, "blake3:" + "0" * 63, "blake3:" + "G" * 64, "blake3" + "0" * 64, ""])
+_ODD_HEX = [
+    "AB" * 32,  # upper case: bytes.fromhex takes it, a digest is lower case
+    "ab " * 21 + "a",  # spaces: bytes.fromhex skips them
+    "ab" * 31 + "a ",
+    "ab" * 33,
+    "ab" * 31 + "zz",
+    "\u0661" * 64,  # digits of another script
+    "",
+]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["sha256:" + "0" * 64, "blake3:" + "0" * 63, "blake3:" + "G" * 64, "blake3" + "0" * 64, "blake3:" + "0" * 64 + "\n", ""]
+    + ["blake3:" + h for h in _ODD_HEX],
+)
 def test_bad_digests_are_refused(text):
     with pytest.raises(InvalidInput):
         Digest.parse(text)
+
+
+@pytest.mark.parametrize("text", _ODD_HEX)
+def test_bad_hex_digests_are_refused(text):
+    with pytest.raises(InvalidInput):
+        Digest.from_hex(text)
+    assert Digest.from_hex("ab" * 32).raw == bytes([0xAB] * 32)
 
 
 @pytest.mark.parametrize(
