@@ -96,7 +96,9 @@ def _sqlite_engine(url: str, database: str | None) -> Engine:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         write = conn.get_execution_options().get(WRITE_OPTION)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        # Straight to the driver: through exec_driver_sql, this BEGIN cost a fifth
+        # of resolving an alias (~80 us of SQLAlchemy's statement machinery).
+        conn.connection.dbapi_connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
 

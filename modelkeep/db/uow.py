@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from sqlalchemy import Connection, Engine
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -45,12 +46,21 @@ class UnitOfWork:
 
     def __init__(self, sessions: sessionmaker[Session], *, attempts: int = 8) -> None:
         self._sessions = sessions
+        self._engine: Engine = sessions.kw["bind"]
         self._attempts = attempts
 
     def read(self, fn: Callable[[Session], T]) -> T:
         try:
             with self._sessions() as session, session.begin():
                 return fn(session)
+        except sa_exc.OperationalError as exc:
+            raise _translate(exc) from exc
+
+    def read_rows(self, fn: Callable[[Connection], T]) -> T:
+        """``read`` on a bare connection, for hot reads written against SQLAlchemy Core."""
+        try:
+            with self._engine.connect() as conn, conn.begin():
+                return fn(conn)
         except sa_exc.OperationalError as exc:
             raise _translate(exc) from exc
 

@@ -295,11 +295,11 @@ class EmbeddedRegistry(Governance, Registry):
     def get(self, ref: RefLike) -> Version:
         parsed = _parse(ref)
 
-        def run(db):  # type: ignore[no-untyped-def]
-            name, row = _versions.find(db, parsed)
-            return version_record(db, row, name)
+        def run(conn):  # type: ignore[no-untyped-def]
+            name, row = _versions.find_row(conn, parsed)
+            return version_record(conn, row, name)
 
-        return self._uow.read(run)
+        return self._uow.read_rows(run)
 
     def files(self, ref: RefLike) -> list[tuple[str, int]]:
         _, manifest = self._uow.read(lambda db: self._with_manifest(db, _parse(ref)))

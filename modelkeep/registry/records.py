@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
-from sqlalchemy import bindparam, literal_column, null, select, union_all
+from sqlalchemy import Connection, Row, bindparam, literal_column, null, select, union_all
 from sqlalchemy.orm import Session
 
 from modelkeep.db.models import AliasRow, ArtifactRow, EdgeRow, TagRow, VersionRow, VersionStageRow
@@ -64,11 +64,15 @@ def edge_sort_key(edge: Edge) -> tuple:
     return (edge.type.value, edge.target.artifact, major, minor, patch)
 
 
-def version_records(session: Session, rows: Sequence[VersionRow], names: Mapping[int, str]) -> list[Version]:
-    """Records of ``rows`` in the same order; ``names`` maps artifact id -> full name."""
+def version_records(session: Session | Connection, rows: Sequence[VersionRow | Row], names: Mapping[int, str]) -> list[Version]:
+    """Records of ``rows`` in the same order; ``names`` maps artifact id -> full name.
+
+    ``rows`` are ORM rows or plain result rows of the versions table (``get`` reads
+    those on a bare connection), ``session`` either a Session or that connection.
+    """
     if not rows:
         return []
-    keys = {r.id: VersionKey(names[r.artifact_id], r.semver) for r in rows}
+    keys = {r.id: VersionKey(names[r.artifact_id], semver_of(r.major, r.minor, r.patch)) for r in rows}
     edges: dict[int, list[Edge]] = defaultdict(list)
     tags: dict[int, dict[str, str]] = defaultdict(dict)
     aliases: dict[int, list[str]] = defaultdict(list)
@@ -99,12 +103,12 @@ def version_records(session: Session, rows: Sequence[VersionRow], names: Mapping
     ]
 
 
-def version_record(session: Session, row: VersionRow, name: str) -> Version:
+def version_record(session: Session | Connection, row: VersionRow | Row, name: str) -> Version:
     return version_records(session, [row], {row.artifact_id: name})[0]
 
 
 def record(
-    row: VersionRow,
+    row: VersionRow | Row,
     name: str,
     edges: tuple[Edge, ...],
     tags: dict[str, str],
@@ -113,7 +117,7 @@ def record(
 ) -> Version:
     return Version(
         artifact=name,
-        version=row.semver,
+        version=semver_of(row.major, row.minor, row.patch),
         kind=Kind(row.kind),
         digest=Digest.parse(row.digest),
         files_digest=Digest.parse(row.files_digest),

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, select
+from sqlalchemy import Connection, Row, and_, bindparam, exists, select
 from sqlalchemy.orm import Session
 
 from modelkeep.db.models import AliasRow, ArtifactRow, EdgeRow, ManifestRow, VersionRow
@@ -37,7 +37,7 @@ from modelkeep.registry.types import Edge, EdgeType, Kind, Version, VersionKey
 from modelkeep.store.digest import hash_bytes
 from modelkeep.store.manifest import Manifest
 
-__all__ = ["NewVersion", "artifact_row", "canonical_json", "create", "find", "json_value", "newest", "page"]
+__all__ = ["NewVersion", "artifact_row", "canonical_json", "create", "find", "find_row", "json_value", "newest", "page"]
 
 _NEWEST_FIRST = (VersionRow.major.desc(), VersionRow.minor.desc(), VersionRow.patch.desc())
 
@@ -133,6 +133,29 @@ def find(session: Session, ref: VersionRef, artifact: ArtifactRow | None = None)
     if ref.kind is RefKind.ALIAS:
         raise AliasNotFound(f"artifact {name!r} has no alias {ref.value!r}")
     raise VersionNotFound(f"no version {ref}")
+
+
+def find_row(conn: Connection, ref: VersionRef) -> tuple[str, Row]:
+    """``find`` on a bare connection, the row as a plain result row: no ORM session per call.
+
+    Resolving a ref is the registry's most frequent read (what is serving?);
+    the ORM's session and identity map cost more than the two queries. A miss
+    is explained by ``find`` itself, in an ORM session on the same connection.
+    """
+    params: dict[str, Any] = {"name": ref.artifact}
+    if ref.kind is RefKind.SEMVER:
+        v = ref.semver
+        params.update(major=v.major, minor=v.minor, patch=v.patch)
+    elif ref.kind is RefKind.DIGEST:
+        params.update(low=f"blake3:{ref.value}", high=f"blake3:{ref.value}g")
+    elif ref.kind is RefKind.ALIAS:
+        params["alias"] = ref.value
+    rows = conn.execute(_BY_NAME[ref.kind], params).all()
+    if len(rows) == 1:
+        return ref.artifact, rows[0]
+    with Session(bind=conn) as session:
+        find(session, ref)  # raises the error that explains the miss
+    raise AssertionError(f"{ref} resolved in one query but not the other")
 
 
 @dataclass(frozen=True, slots=True)
