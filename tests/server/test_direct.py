@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 from _servers import bearer, fresh_postgres, served
 
+import modelkeep
 from modelkeep.registry.operations import Role
 from modelkeep.server.app import create_app
 from modelkeep.server.settings import ServerSettings
@@ -91,3 +92,24 @@ def test_point_reads_run_on_the_event_loop_on_sqlite(tmp_path: Path) -> None:
 def test_every_read_runs_in_a_thread_on_postgresql() -> None:
     with fresh_postgres() as db:
         assert not _runs_on_the_loop(db, point=True)  # it waits on the network: never on the loop
+
+
+def test_answers_are_rendered_as_the_standard_library_renders_them(tmp_path: Path) -> None:
+    import json
+
+    from modelkeep.registry.wire import to_wire
+    from modelkeep.server.routes._operation import WireJSON
+
+    reg = modelkeep.open(tmp_path / "home")
+    try:
+        (tmp_path / "w.bin").write_bytes(b"weights")
+        v = reg.push(
+            tmp_path / "w.bin", "team/m", kind="model", message="é ✓ \"quoted\"\n",
+            params={"lr": 0.001, "big": 2**62, "nested": {"k": [1, 2.5, None, True]}}, metrics={"acc": 0.93},
+            tags={"owner": "ана"},
+        )
+        body = to_wire(v)
+    finally:
+        reg.close()
+    stdlib = json.dumps(body, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode()
+    assert WireJSON(body).body == stdlib
