@@ -135,7 +135,7 @@ def find(session: Session, ref: VersionRef, artifact: ArtifactRow | None = None)
     raise VersionNotFound(f"no version {ref}")
 
 
-def find_row(conn: Connection, ref: VersionRef) -> tuple[str, Row]:
+def find_row(conn: Connection, ref: VersionRef) -> tuple[str, Row | VersionRow]:
     """``find`` on a bare connection, the row as a plain result row: no ORM session per call.
 
     Resolving a ref is the registry's most frequent read (what is serving?);
@@ -154,8 +154,10 @@ def find_row(conn: Connection, ref: VersionRef) -> tuple[str, Row]:
     if len(rows) == 1:
         return ref.artifact, rows[0]
     with Session(bind=conn) as session:
-        find(session, ref)  # raises the error that explains the miss
-    raise AssertionError(f"{ref} resolved in one query but not the other")
+        # Raises the error that explains the miss; or, where the database lets a
+        # transaction see a commit made meanwhile (PostgreSQL's read committed),
+        # finds what was just created: a row all the same.
+        return find(session, ref)
 
 
 @dataclass(frozen=True, slots=True)

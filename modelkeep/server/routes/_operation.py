@@ -26,8 +26,8 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
 import pydantic_core
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
