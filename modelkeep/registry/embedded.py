@@ -27,6 +27,7 @@ from modelkeep.db import schema
 from modelkeep.db.engine import make_engine, make_sessionmaker
 from modelkeep.db.models import ManifestRow, VersionRow, utcnow
 from modelkeep.db.uow import UnitOfWork
+from modelkeep._gc import collector_paused
 from modelkeep.errors import ChunkNotFound, InvalidInput, InvalidRef, StorageError
 from modelkeep.registry import aliases as _aliases
 from modelkeep.registry import audit as _audit
@@ -282,14 +283,15 @@ class EmbeddedRegistry(Governance, Registry):
         return self._uow.read(lambda db: self._with_manifest(db, _parse(ref)))
 
     def pull(self, ref: RefLike, dest: str | Path, *, progress: Progress | None = None) -> Version:
-        version, manifest = self._uow.read(lambda db: self._with_manifest(db, _parse(ref)))
-        into = Destination(dest)
-        for entry in manifest:
-            target = into.target(entry.path)
-            self._store.read_file(entry, target, progress=progress)
-            if entry.executable:
-                mode = target.stat().st_mode
-                target.chmod(mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+        with collector_paused():  # a record per chunk and per run: no cycles, many objects
+            version, manifest = self._uow.read(lambda db: self._with_manifest(db, _parse(ref)))
+            into = Destination(dest)
+            for entry in manifest:
+                target = into.target(entry.path)
+                self._store.read_file(entry, target, progress=progress)
+                if entry.executable:
+                    mode = target.stat().st_mode
+                    target.chmod(mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
         return version
 
     def get(self, ref: RefLike) -> Version:

@@ -1,0 +1,32 @@
+"""The collector pause used around bulk steps puts the collector back as it found it."""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+
+from modelkeep._gc import collector_paused
+
+
+def test_collector_is_off_inside_and_restored_after_even_on_errors() -> None:
+    assert gc.isenabled()
+    with collector_paused():
+        assert not gc.isenabled()
+        with collector_paused():  # nested: the inner block must not turn it back on
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), collector_paused():
+        raise RuntimeError("boom")
+    assert gc.isenabled()
+
+
+def test_a_collector_turned_off_by_the_caller_stays_off() -> None:
+    gc.disable()
+    try:
+        with collector_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
