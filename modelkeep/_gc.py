@@ -11,11 +11,13 @@ __all__ = ["collector_paused"]
 
 @contextmanager
 def collector_paused() -> Iterator[None]:
-    """Run the block with the cyclic garbage collector off; its previous state comes back after.
+    """Run the block (or, as ``@collector_paused()``, the function) with the cyclic garbage
+    collector off; its previous state comes back after.
 
     A pull builds a record per chunk (~16k per GiB) and per run of chunks; each
     few hundred new objects triggered a collection that walked every object the
-    process holds (the ORM's, the framework's), ~5 % of a 1 GiB pull. Reference
+    process holds (the ORM's, the framework's), ~5 % of a 1 GiB pull; a remote
+    push's client, likewise, per chunk it cuts and queues. Reference
     counting still frees everything the block drops; only cycles wait for the
     collector's next run. Another thread may toggle the collector meanwhile:
     the worst that can happen is that it runs during the block, or stays off

@@ -30,3 +30,19 @@ def test_a_collector_turned_off_by_the_caller_stays_off() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_as_a_decorator_each_call_pauses_and_restores() -> None:
+    seen = []
+
+    @collector_paused()
+    def step(fail: bool) -> None:
+        seen.append(gc.isenabled())
+        if fail:
+            raise ValueError("step failed")
+
+    step(False)
+    with pytest.raises(ValueError):
+        step(True)
+    step(False)
+    assert seen == [False, False, False] and gc.isenabled()

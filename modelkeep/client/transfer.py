@@ -33,6 +33,7 @@ from typing import Any
 
 import blake3
 
+from modelkeep._gc import collector_paused
 from modelkeep.client.cache import ChunkCache
 from modelkeep.errors import ChunkNotFound, CorruptData, InvalidPath, StorageError
 from modelkeep.registry import tree
@@ -270,6 +271,7 @@ def _cut_file(path: Path, rel: str, up: _Uploader, hasher: ThreadPoolExecutor) -
     return FileEntry(rel, Digest(file_hash.digest()), size, tuple(refs), bool(st.st_mode & 0o111))
 
 
+@collector_paused()  # a record per chunk, no cycles: see modelkeep/_gc.py
 def upload(
     http: Any,
     path: str | Path,
@@ -348,6 +350,7 @@ def _fetch(http: Any, ref: str, digests: list[Digest]) -> dict[bytes, bytes]:
     return out
 
 
+@collector_paused()
 def download(
     http: Any,
     ref: str,
