@@ -22,12 +22,12 @@ from typing import Any
 
 from sqlalchemy.exc import OperationalError
 
+from modelkeep._gc import collector_paused
 from modelkeep.config import Settings
 from modelkeep.db import schema
 from modelkeep.db.engine import make_engine, make_sessionmaker
 from modelkeep.db.models import ManifestRow, VersionRow, utcnow
 from modelkeep.db.uow import UnitOfWork
-from modelkeep._gc import collector_paused
 from modelkeep.errors import ChunkNotFound, InvalidInput, InvalidRef, StorageError
 from modelkeep.registry import aliases as _aliases
 from modelkeep.registry import audit as _audit
