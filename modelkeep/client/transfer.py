@@ -171,8 +171,9 @@ class _Uploader:
             view = memoryview(body)
             todo = frames
             if ask:
-                missing = set(missing_chunks(self._http, self._name, [str(Digest(d)) for d, _, _ in frames]))
-                todo = [f for f in frames if str(Digest(f[0])) in missing]
+                names = [str(Digest(d)) for d, _, _ in frames]
+                missing = set(missing_chunks(self._http, self._name, names))
+                todo = [f for f, name in zip(frames, names) if name in missing]
                 with self._lock:
                     self._lacked_all = self._lacked_all + 1 if len(todo) == len(frames) else 0
             if todo:

@@ -96,6 +96,18 @@ def page(session: Session, artifact_id: int, *, limit: int | None, offset: int) 
     return list(session.scalars(stmt, {"aid": artifact_id}))
 
 
+def _ref_params(ref: VersionRef) -> dict[str, Any]:
+    """The bound parameters of ``_SELECTORS[ref.kind]`` (the artifact's name or id is added by the caller)."""
+    if ref.kind is RefKind.SEMVER:
+        v = ref.semver
+        return {"major": v.major, "minor": v.minor, "patch": v.patch}
+    if ref.kind is RefKind.DIGEST:
+        return {"low": f"blake3:{ref.value}", "high": f"blake3:{ref.value}g"}  # every hex digit sorts below "g"
+    if ref.kind is RefKind.ALIAS:
+        return {"alias": ref.value}
+    return {}
+
+
 def find(session: Session, ref: VersionRef, artifact: ArtifactRow | None = None) -> tuple[str, VersionRow]:
     """Resolve ``ref`` to (artifact name, version row).
 
@@ -104,14 +116,7 @@ def find(session: Session, ref: VersionRef, artifact: ArtifactRow | None = None)
     up separately only to explain a miss.
     Raises ArtifactNotFound, VersionNotFound, AliasNotFound, AmbiguousRef.
     """
-    params: dict[str, Any] = {}
-    if ref.kind is RefKind.SEMVER:
-        v = ref.semver
-        params.update(major=v.major, minor=v.minor, patch=v.patch)
-    elif ref.kind is RefKind.DIGEST:
-        params.update(low=f"blake3:{ref.value}", high=f"blake3:{ref.value}g")  # every hex digit sorts below "g"
-    elif ref.kind is RefKind.ALIAS:
-        params["alias"] = ref.value
+    params = _ref_params(ref)
     if artifact is not None:
         params["aid"] = artifact.id
         rows = session.scalars(_BY_ID[ref.kind], params).all()
@@ -142,15 +147,7 @@ def find_row(conn: Connection, ref: VersionRef) -> tuple[str, Row | VersionRow]:
     the ORM's session and identity map cost more than the two queries. A miss
     is explained by ``find`` itself, in an ORM session on the same connection.
     """
-    params: dict[str, Any] = {"name": ref.artifact}
-    if ref.kind is RefKind.SEMVER:
-        v = ref.semver
-        params.update(major=v.major, minor=v.minor, patch=v.patch)
-    elif ref.kind is RefKind.DIGEST:
-        params.update(low=f"blake3:{ref.value}", high=f"blake3:{ref.value}g")
-    elif ref.kind is RefKind.ALIAS:
-        params["alias"] = ref.value
-    rows = conn.execute(_BY_NAME[ref.kind], params).all()
+    rows = conn.execute(_BY_NAME[ref.kind], {**_ref_params(ref), "name": ref.artifact}).all()
     if len(rows) == 1:
         return ref.artifact, rows[0]
     with Session(bind=conn) as session:

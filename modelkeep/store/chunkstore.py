@@ -195,9 +195,9 @@ class ChunkStore:
             runs = self._read_runs(entry)
             first = next(runs, None)
             second = next(runs, None)
-            if second is None:  # one run (a small file): no threads
-                for run in [first] if first is not None else []:
-                    n = work(run)
+            if second is None:  # at most one run (a small file): no threads
+                if first is not None:
+                    n = work(first)
                     if progress:
                         progress(n)
             else:
