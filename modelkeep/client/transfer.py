@@ -244,7 +244,7 @@ def missing_chunks(http: Any, name: str, digests: list[str]) -> list[str]:
     return out
 
 
-def _cut_file(path: Path, rel: str, up: _Uploader, hasher: ThreadPoolExecutor) -> FileEntry:
+def _cut_file(path: Path, rel: str, up: _Uploader) -> FileEntry:
     """Chunk one file as the store does, handing every chunk to the uploader."""
     try:
         f = open(path, "rb")
@@ -253,23 +253,19 @@ def _cut_file(path: Path, rel: str, up: _Uploader, hasher: ThreadPoolExecutor) -
     with f:
         st = os.fstat(f.fileno())
         size = st.st_size
-        file_hash = blake3.blake3()
         refs: list[ChunkRef] = []
-        # Two block buffers, reused: the file digest reads one while the next is cut
-        # (the uploader copies the chunks it keeps).
-        ring = BufferRing(2)
+        # One block buffer, reused (the uploader copies the chunks it keeps)
+        buf = BufferRing(1)
         for seg in segments(f, size, rel):
-            for block_off, view, cuts in cut(f, seg, into=ring.take):
-                ring.hold(hasher.submit(file_hash.update, view))  # blake3 releases the GIL
+            for block_off, view, cuts in cut(f, seg, into=buf.take):
                 for (off, ln), d in zip(cuts, hash_chunks(view, cuts)):
                     piece = view[off : off + ln]
                     refs.append(ChunkRef(Digest(d), ln))
                     phase = (block_off + off - seg.start) % seg.elem if seg.elem else 0
                     up.add(d, piece, seg.elem, phase)
-        ring.drain()
         if sum(r.size for r in refs) != size:
             raise InvalidPath(f"{path} changed while being read")
-    return FileEntry(rel, Digest(file_hash.digest()), size, tuple(refs), bool(st.st_mode & 0o111))
+    return FileEntry.of_chunks(rel, refs, bool(st.st_mode & 0o111))
 
 
 @collector_paused()  # a record per chunk, no cycles: see modelkeep/_gc.py
@@ -295,12 +291,10 @@ def upload(
     prov = {**capture_provenance(path), **dict(provenance or {})}
     for attempt in (0, 1):
         up = _Uploader(http, name, jobs=jobs, batch_bytes=batch_bytes, progress=progress)
-        hasher = ThreadPoolExecutor(1, thread_name_prefix="mk-file-hash")
         try:
-            entries = [_cut_file(f.path, f.rel, up, hasher) for f in sources]
+            entries = [_cut_file(f.path, f.rel, up) for f in sources]
             up.finish()
         finally:
-            hasher.shutdown()
             up.close()
         manifest = Manifest.of(entries)
         body = {"name": name, "manifest": json.loads(manifest.to_bytes()), "new_bytes": up.new_bytes}

@@ -480,9 +480,10 @@ class EmbeddedRegistry(Governance, Registry):
         return self._uow.read(lambda db: storage.disk_usage(db, stats))
 
     def fsck(self, *, progress: Progress | None = None) -> FsckReport:
-        found, refs = self._uow.read(lambda db: (list(storage.manifests(db)), storage.version_refs(db)))
+        bad: list[tuple[str, str]] = []
+        found, refs = self._uow.read(lambda db: (list(storage.manifests(db, bad)), storage.version_refs(db)))
         result = self._store.fsck([m for _, m in found], progress=progress)
-        return storage.fsck_report(result, found, refs)
+        return storage.fsck_report(result, found, refs, bad)
 
     def gc(self, *, dry_run: bool = False, grace_seconds: float = 3600.0) -> GcReport:
         # The live set is computed by the store while it holds its exclusive lock:

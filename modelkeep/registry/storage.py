@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from modelkeep.db.models import ArtifactRow, ManifestRow, VersionRow
+from modelkeep.errors import InvalidInput
 from modelkeep.registry.records import semver_of
 from modelkeep.registry.types import ArtifactUsage, DiskUsage, FsckReport, Problem
 from modelkeep.store.chunkstore import StoreFsck, StoreStats
@@ -43,14 +44,28 @@ def disk_usage(session: Session, stats: StoreStats) -> DiskUsage:
     )
 
 
-def manifests(session: Session) -> Iterator[tuple[str, Manifest]]:
-    """(digest, manifest) of every manifest some version references, streamed."""
+def manifests(session: Session, bad: list[tuple[str, str]] | None = None) -> Iterator[tuple[str, Manifest]]:
+    """(digest, manifest) of every manifest some version references, streamed.
+
+    A stored manifest that does not parse, or whose digest is not the one it is
+    stored under, raises InvalidInput; with ``bad`` given, it is recorded there
+    as (digest, reason) and skipped instead (fsck reports it; gc must stop).
+    """
     # Tombstoned versions (deleted by retention) reference nothing: their bytes go at the next gc,
     # unless a live version shares the manifest.
     referenced = select(VersionRow.files_digest).where(VersionRow.deleted_at.is_(None)).distinct().scalar_subquery()
     stmt = select(ManifestRow.digest, ManifestRow.body).where(ManifestRow.digest.in_(referenced))
     for digest, body in session.execute(stmt.execution_options(yield_per=256)):
-        yield digest, Manifest.from_bytes(body)
+        try:
+            manifest = Manifest.from_bytes(body)
+            if str(manifest.digest) != digest:
+                raise InvalidInput(f"manifest {digest} holds the listing of {manifest.digest}")
+        except InvalidInput as exc:
+            if bad is None:
+                raise
+            bad.append((digest, exc.message))
+            continue
+        yield digest, manifest
 
 
 def live_chunks(session: Session) -> set[Digest]:
@@ -74,8 +89,13 @@ def version_refs(session: Session) -> dict[str, list[str]]:
     return out
 
 
-def fsck_report(result: StoreFsck, all_manifests: list[tuple[str, Manifest]], refs: dict[str, list[str]]) -> FsckReport:
-    """The store's problems, each with the "artifact@version:path" entries it affects."""
+def fsck_report(
+    result: StoreFsck,
+    all_manifests: list[tuple[str, Manifest]],
+    refs: dict[str, list[str]],
+    bad_manifests: list[tuple[str, str]] = (),  # type: ignore[assignment]
+) -> FsckReport:
+    """The store's problems, each with the "artifact@version:path" entries it affects, then the bad manifests'."""
     by_chunk = {p.chunk for p in result.problems if p.chunk is not None}
     by_file = {p.file for p in result.problems if p.file is not None}
     chunk_hits: dict[Digest, set[str]] = defaultdict(set)
@@ -97,4 +117,6 @@ def fsck_report(result: StoreFsck, all_manifests: list[tuple[str, Manifest]], re
         if p.file is not None:
             affects |= file_hits.get(p.file, set())
         problems.append(Problem(p.kind, p.detail, p.pack, p.chunk, tuple(sorted(affects))))
+    for digest, why in bad_manifests:
+        problems.append(Problem("bad_manifest", why, affects=tuple(refs.get(digest, ()))))
     return FsckReport(result.packs_checked, result.chunks_checked, result.bytes_checked, tuple(problems))

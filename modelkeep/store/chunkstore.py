@@ -5,11 +5,11 @@ A file is cut into segments (one per tensor of a safetensors file) and tensors
 into pieces of a few blocks; two worker threads each take a piece, read its
 blocks into reused buffers, hash its chunks (one native call per block), claim
 the chunks nobody stored yet and encode them (grouping float bytes and
-compressing the planes that pay, one call per block). One thread hashes the
-whole file from the workers' blocks, in file order; one appends encoded chunks
-to the open pack, whose bytes go to disk with O_DIRECT; one seals finished
-packs. At most a few blocks per worker are in flight, so memory stays bounded
-whatever the file size.
+compressing the planes that pay, one call per block). One thread appends
+encoded chunks to the open pack, whose bytes go to disk with O_DIRECT; one
+seals finished packs. The file's digest is computed from its chunk list at the
+end, so every byte is hashed once. At most a few blocks per worker are in
+flight, so memory stays bounded whatever the file size.
 
 Pull (``read_file``) reads runs of chunks that lie back to back in a pack with
 one call, decodes and verifies each run with one native call apiece, and
@@ -381,10 +381,9 @@ class UploadSession:
             segs = segments(f, size, rel)
         # Small files run in this thread: starting threads would cost more than the work.
         # Large ones: segments (tensors) are read, cut, hashed and encoded in parallel
-        # by the workers; one thread hashes the whole file from the blocks they read,
-        # in file order; one appends encoded chunks to packs.
+        # by the workers; one thread appends encoded chunks to packs. The file's
+        # digest follows from its chunk list (manifest format 2): no second pass.
         workers, packer = self._threads() if size > _THREAD_ABOVE else (_INLINE,) * 2
-        file_hash = _InOrderHash()
         refs: list[ChunkRef] = []
         tasks: deque[Future] = deque()
         done = 0
@@ -398,12 +397,11 @@ class UploadSession:
             if progress:
                 progress(n)
 
-        # Tensors go out in pieces of a few blocks: the file digest takes blocks in
-        # file order, so a worker a whole large tensor ahead of the other would
-        # only wait for it with its buffers full.
+        # Tensors go out in pieces of a few blocks, so both workers stay busy
+        # whatever the sizes of the tensors.
         try:
             for seg in (p for s in segs for p in pieces(s, _PIECE)):
-                tasks.append(workers.submit(self._put_segment, path, seg, packer, file_hash))
+                tasks.append(workers.submit(self._put_segment, path, seg, packer))
                 while len(tasks) > _IN_FLIGHT:
                     settle()
             while tasks:
@@ -413,12 +411,11 @@ class UploadSession:
                 fut.exception()
             # no piece is in progress: no worker uses its ring meanwhile
             BufferRing.drain_all(self._rings)
-        digest = file_hash.digest()
-        if done != size or file_hash.hashed != size or sum(r.size for r in refs) != size:
+        if done != size or sum(r.size for r in refs) != size:
             raise InvalidPath(f"{path} changed while being read")
-        return FileEntry(rel, digest, size, tuple(refs), bool(st.st_mode & 0o111))
+        return FileEntry.of_chunks(rel, refs, bool(st.st_mode & 0o111))
 
-    def _put_segment(self, path: str | Path, seg, packer, file_hash: _InOrderHash) -> tuple[list[ChunkRef], int]:
+    def _put_segment(self, path: str | Path, seg, packer) -> tuple[list[ChunkRef], int]:
         """Cut, hash, claim and encode one segment; hand encoded chunks to the packer."""
         refs: list[ChunkRef] = []
         ring = self._ring()
@@ -426,7 +423,6 @@ class UploadSession:
         try:
             with open(path, "rb") as f:
                 for block_off, view, cuts in cut(f, seg, into=ring.take):
-                    ring.hold(file_hash.offer(block_off, view))
                     digests, new = self._hash_and_claim(view, cuts)
                     items = []
                     if new:
@@ -439,12 +435,11 @@ class UploadSession:
                     refs.extend(ChunkRef(Digest(d), ln) for d, (_, ln) in zip(digests, cuts))
                     if items:  # the slot's buffers stay untouched until this write is done
                         ring.hold(packer.submit(self._write, items))
-        except BaseException as exc:
-            file_hash.abort(exc)
+        except BaseException:
             ring.drain()
             raise
-        # No drain here: the file digest may still be behind this piece's blocks,
-        # and waiting for it would stall this worker. The slots are waited for when
+        # No drain here: the packer may still be writing this piece's chunks, and
+        # waiting for it would stall this worker. The slots are waited for when
         # reused, and put_file drains every ring before it returns.
         return refs, seg.end - seg.start
 
@@ -626,74 +621,6 @@ def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
         offset += n
 
 
-class _InOrderHash:
-    """The whole-file digest, computed from the blocks the workers read.
-
-    Workers finish blocks out of order; ``offer`` queues one and returns a future
-    that is done once the digest has taken it (its buffer may then be reused).
-    Blocks go into the digest strictly in file order, by whichever worker finds
-    the next one waiting: it takes every block that follows, in order, then lets
-    go. No thread is woken per block, and the file is read once for both the
-    chunk digests and its own.
-    """
-
-    def __init__(self) -> None:
-        self._h = blake3.blake3()
-        self._lock = threading.Lock()  # guards _waiting and _failed
-        self._turn = threading.Lock()  # held by the worker feeding the digest
-        self._waiting: dict[int, tuple[memoryview, Future]] = {}
-        self._failed: BaseException | None = None
-        self.hashed = 0  # bytes taken so far, from offset 0
-
-    def offer(self, offset: int, view: memoryview) -> Future:
-        fut: Future = Future()
-        with self._lock:
-            if self._failed is not None:
-                fut.set_exception(self._failed)
-                return fut
-            self._waiting[offset] = (view, fut)
-        self._feed()
-        return fut
-
-    def abort(self, exc: BaseException) -> None:
-        """A worker failed: blocks after its own will never be hashed, so nobody may wait for them."""
-        with self._lock:
-            self._failed = self._failed or exc
-            waiting, self._waiting = self._waiting, {}
-        for _, fut in waiting.values():
-            fut.set_exception(self._failed)
-
-    def _feed(self) -> None:
-        while self._turn.acquire(blocking=False):
-            try:
-                while True:
-                    with self._lock:
-                        item = self._waiting.pop(self.hashed, None) if self._failed is None else None
-                    if item is None:
-                        break
-                    view, fut = item
-                    try:
-                        self._h.update(view)  # releases the GIL
-                    except BaseException as exc:
-                        fut.set_exception(exc)
-                        self.abort(exc)
-                        raise
-                    self.hashed += len(view)
-                    fut.set_result(None)
-            finally:
-                self._turn.release()
-            # A block offered while we held the turn found it taken and left it to
-            # us: look again now that the turn is free (or taken by its offerer).
-            with self._lock:
-                if self._failed is not None or self.hashed not in self._waiting:
-                    return
-
-    def digest(self) -> Digest:
-        """The digest, once every block was offered and taken (put_file drains the rings first)."""
-        self._feed()
-        return Digest(self._h.digest())
-
-
 class _Inline:
     """An executor that runs each call at once in the calling thread."""
 
@@ -713,7 +640,7 @@ _INLINE = _Inline()
 _THREAD_ABOVE = 4 * 1024 * 1024
 _RUN_BYTES = 8 * 1024 * 1024  # put_chunks: largest block encoded at once
 _MIN_ELEMS = codec.MIN_PLANE_ELEMS
-_RING_SLOTS = 4  # blocks each push worker may have in flight (read, digest, write)
+_RING_SLOTS = 4  # blocks each push worker may have in flight (being read, hashed, written)
 
 
 def _encode_block(

@@ -1,9 +1,17 @@
 """Manifests: which files a version holds, and the chunks each file is made of.
 
 A manifest maps relative paths to file entries (file digest, size, chunk list).
-Its digest covers paths, file digests, sizes and the executable bit, not the
-chunk lists: the identity of a set of files does not depend on how the store
-happens to cut them.
+Its digest covers paths, file digests, sizes and the executable bit.
+
+A file's digest (manifest format 2) is computed from its chunk list: BLAKE3, in
+its derive-key mode with context ``FILE_DIGEST_CONTEXT``, of the file's chunk
+digests (32 bytes each, in order) followed by the chunks' lengths (8 bytes
+each, little-endian). Chunk digests are BLAKE3 of the chunk's bytes, so the file
+digest binds every byte of the file, and anyone holding a manifest can check it
+without the bytes: a client cannot commit a file digest that does not match the
+chunks it names, and a push hashes each byte once, not twice (chunk digests and
+a whole-file digest). Manifests of format 1 carry the plain BLAKE3 of the whole
+file instead; they stay readable as they are.
 
 Paths are validated once, here: relative, POSIX separators, normalized, no
 ``..``, no empty or ``.`` components, no NUL or backslash, no absolute paths.
@@ -12,16 +20,32 @@ Paths are validated once, here: relative, POSIX separators, normalized, no
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+import sys
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import blake3
 
 from modelkeep.errors import InvalidInput, InvalidPath
 from modelkeep.store.digest import Digest, hash_bytes
 
-__all__ = ["ChunkRef", "FileEntry", "Manifest", "Destination", "normalize_path", "MAX_PATH_LENGTH"]
+__all__ = [
+    "ChunkRef",
+    "FileEntry",
+    "Manifest",
+    "Destination",
+    "normalize_path",
+    "file_digest",
+    "FILE_DIGEST_CONTEXT",
+    "FORMAT",
+    "MAX_PATH_LENGTH",
+]
 
 MAX_PATH_LENGTH = 4096
+FORMAT = 2  # what new manifests are written as; 1 (whole-file digests) is still read
+FILE_DIGEST_CONTEXT = "modelkeep 2026-11-24 file digest: chunk digests, then chunk lengths"
 
 
 def normalize_path(path: str) -> str:
@@ -52,6 +76,17 @@ class ChunkRef:
     size: int
 
 
+def file_digest(chunks: Sequence[ChunkRef]) -> Digest:
+    """The digest of the file whose bytes are ``chunks`` concatenated (see the module's docstring)."""
+    h = blake3.blake3(derive_key_context=FILE_DIGEST_CONTEXT)
+    h.update(b"".join([c.digest.raw for c in chunks]))
+    lengths = array("Q", [c.size for c in chunks])  # 8 bytes on every platform CPython builds for
+    if sys.byteorder == "big":
+        lengths.byteswap()
+    h.update(lengths.tobytes())
+    return Digest(h.digest())
+
+
 @dataclass(frozen=True, slots=True)
 class FileEntry:
     """One file of a manifest. ``chunks`` concatenated give the file's bytes."""
@@ -61,6 +96,12 @@ class FileEntry:
     size: int
     chunks: tuple[ChunkRef, ...]
     executable: bool = False
+
+    @classmethod
+    def of_chunks(cls, path: str, chunks: Sequence[ChunkRef], executable: bool = False) -> FileEntry:
+        """The entry of a file made of ``chunks``: its size and digest follow from them."""
+        chunks = tuple(chunks)
+        return cls(normalize_path(path), file_digest(chunks), sum(c.size for c in chunks), chunks, executable)
 
     def with_path(self, path: str) -> FileEntry:
         return FileEntry(normalize_path(path), self.digest, self.size, self.chunks, self.executable)
@@ -76,7 +117,8 @@ class FileEntry:
         }
 
     @classmethod
-    def from_json(cls, data: dict) -> FileEntry:
+    def from_json(cls, data: dict, format: int = FORMAT) -> FileEntry:
+        """An entry from its JSON; in format 2, its digest must be its chunk list's (InvalidInput if not)."""
         try:
             chunks = []
             for item in data["chunks"]:
@@ -93,23 +135,26 @@ class FileEntry:
             raise InvalidInput(f"malformed manifest entry: {exc}") from None
         if sum(c.size for c in entry.chunks) != entry.size or entry.size < 0:
             raise InvalidInput(f"manifest entry {entry.path!r}: chunk sizes do not add up to {entry.size}")
+        if format >= 2 and file_digest(entry.chunks) != entry.digest:
+            raise InvalidInput(f"manifest entry {entry.path!r}: its digest is not the digest of its chunk list")
         return entry
 
 
 @dataclass(frozen=True, slots=True)
 class Manifest:
-    """An immutable, path-sorted list of files."""
+    """An immutable, path-sorted list of files; ``format`` says how its file digests are defined."""
 
     files: tuple[FileEntry, ...]
+    format: int = FORMAT
 
     @classmethod
-    def of(cls, entries: Iterable[FileEntry]) -> Manifest:
+    def of(cls, entries: Iterable[FileEntry], format: int = FORMAT) -> Manifest:
         by_path: dict[str, FileEntry] = {}
         for e in entries:
             if e.path in by_path:
                 raise InvalidPath(f"duplicate path in manifest: {e.path!r}")
             by_path[e.path] = e
-        return cls(tuple(by_path[p] for p in sorted(by_path)))
+        return cls(tuple(by_path[p] for p in sorted(by_path)), format)
 
     @property
     def digest(self) -> Digest:
@@ -130,7 +175,7 @@ class Manifest:
         return {c.digest for f in self.files for c in f.chunks}
 
     def to_bytes(self) -> bytes:
-        return _canonical({"format": 1, "files": [f.to_json() for f in self.files]})
+        return _canonical({"format": self.format, "files": [f.to_json() for f in self.files]})
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Manifest:
@@ -142,11 +187,16 @@ class Manifest:
 
     @classmethod
     def from_doc(cls, doc: object) -> Manifest:
-        """A manifest from its parsed JSON (``{"format": 1, "files": [...]}``), checked as ``from_bytes`` does."""
+        """A manifest from its parsed JSON (``{"format": 2, "files": [...]}``), checked as ``from_bytes`` does.
+
+        Format 2 file digests are checked against their chunk lists. Format 1
+        (whole-file digests, which only the bytes could confirm) is read as stored.
+        """
         try:
-            if doc.get("format") != 1:  # type: ignore[union-attr]
-                raise InvalidInput(f"unsupported manifest format {doc.get('format')!r}")  # type: ignore[union-attr]
-            return cls.of(FileEntry.from_json(f) for f in doc["files"])  # type: ignore[index]
+            fmt = doc.get("format")  # type: ignore[union-attr]
+            if fmt not in (1, 2) or isinstance(fmt, bool):
+                raise InvalidInput(f"unsupported manifest format {fmt!r}")
+            return cls.of((FileEntry.from_json(f, fmt) for f in doc["files"]), fmt)  # type: ignore[index]
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise InvalidInput(f"malformed manifest: {exc}") from None
 

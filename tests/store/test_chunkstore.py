@@ -258,18 +258,48 @@ def test_manifest_from_its_parsed_json_round_trips_and_refuses_bad_shapes():
     from modelkeep.store.manifest import ChunkRef, FileEntry
 
     chunks = (ChunkRef(Digest(bytes(range(32))), 5), ChunkRef(Digest(bytes(32)), 3))
-    m = Manifest.of([FileEntry("b/w.bin", Digest(bytes([7] * 32)), 8, chunks), FileEntry("a.txt", Digest(bytes(32)), 0, ())])
+    m = Manifest.of([FileEntry.of_chunks("b/w.bin", chunks), FileEntry.of_chunks("a.txt", ())])
     doc = json.loads(m.to_bytes())
+    assert doc["format"] == 2
     assert Manifest.from_doc(doc) == m == Manifest.from_bytes(m.to_bytes())
+    # format 1 (whole-file digests) is read as stored: only the bytes could confirm its digests
+    old = Manifest.of([FileEntry("b/w.bin", Digest(bytes([7] * 32)), 8, chunks)], format=1)
+    assert json.loads(old.to_bytes())["format"] == 1
+    assert Manifest.from_bytes(old.to_bytes()) == old
+    lying = json.loads(m.to_bytes())
+    lying["files"][1]["digest"] = str(Digest(bytes([7] * 32)))
     bad = [
         [],  # not an object
-        {"format": 2, "files": []},
+        {"format": 3, "files": []},
+        {"format": True, "files": []},
         {"format": 1, "files": [{"path": "../x", "digest": str(Digest(bytes(32))), "size": 0, "chunks": []}]},
         {"format": 1, "files": [{"path": "x", "digest": "md5:00", "size": 0, "chunks": []}]},
         {"format": 1, "files": [{"path": "x", "digest": str(Digest(bytes(32))), "size": 4, "chunks": []}]},
+        lying,  # a file digest that is not its chunk list's
     ]
     for d in bad:
         with pytest.raises(InvalidInput):
             Manifest.from_doc(d)
+    with pytest.raises(InvalidInput, match="not the digest of its chunk list"):
+        Manifest.from_doc(lying)
     with pytest.raises(InvalidInput):
         Manifest.from_bytes(b"{not json")
+
+
+def test_file_digest_is_blake3_derive_key_of_chunk_digests_then_lengths():
+    import struct
+
+    import blake3
+
+    from modelkeep.store.digest import Digest
+    from modelkeep.store.manifest import FILE_DIGEST_CONTEXT, ChunkRef, file_digest
+
+    a, b = blake3.blake3(b"first").digest(), blake3.blake3(b"second").digest()
+    chunks = [ChunkRef(Digest(a), 5), ChunkRef(Digest(b), 6)]
+    # written out by hand from docs/storage-format.md, so a change of either shows
+    expected = blake3.blake3(a + b + struct.pack("<QQ", 5, 6), derive_key_context=FILE_DIGEST_CONTEXT).digest()
+    assert file_digest(chunks).raw == expected
+    assert file_digest([]).raw == blake3.blake3(b"", derive_key_context=FILE_DIGEST_CONTEXT).digest()
+    assert file_digest(chunks[::-1]) != file_digest(chunks)  # order matters
+    assert file_digest([ChunkRef(Digest(a), 6), ChunkRef(Digest(b), 5)]) != file_digest(chunks)  # lengths too
+    assert file_digest([ChunkRef(Digest(a), 5)]).raw != a  # never the chunk's own digest

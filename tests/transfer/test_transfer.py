@@ -79,12 +79,25 @@ def test_chunk_with_wrong_digest_is_rejected_and_never_stored(served):
 
 def test_commit_of_a_manifest_with_missing_chunks_names_them(served):
     d = Digest(blake3.blake3(b"never uploaded").digest())
-    m = Manifest.of([FileEntry("a.bin", d, 14, (ChunkRef(d, 14),))])
+    m = Manifest.of([FileEntry.of_chunks("a.bin", (ChunkRef(d, 14),))])
     with pytest.raises(ChunkNotFound, match=d.hex[:16]):
         served.http.request(
             "POST", "/api/v1/chunks/commit", json={"name": "team/x", "manifest": __import__("json").loads(m.to_bytes())}
         )
     assert served.registry.artifacts() == []
+
+
+def test_commit_refuses_a_file_digest_its_chunks_do_not_give(served, tmp_path):
+    # A client may not name bytes other than those it uploaded: the file digest
+    # (and with it the version's) must follow from the chunk list.
+    (tmp_path / "f.bin").write_bytes(os.urandom(50_000))
+    transfer.upload(served.http, tmp_path, "team/x")
+    _, m = served.registry.manifest("team/x")
+    doc = __import__("json").loads(m.to_bytes())
+    doc["files"][0]["digest"] = str(Digest(blake3.blake3(b"other bytes").digest()))
+    with pytest.raises(InvalidInput, match="not the digest of its chunk list"):
+        served.http.request("POST", "/api/v1/chunks/commit", json={"name": "team/x", "manifest": doc, "message": "lie"})
+    assert [v.version for v in served.registry.versions("team/x")] == ["1.0.0"]
 
 
 def test_fetch_serves_only_chunks_of_the_named_version(served, tmp_path):
