@@ -73,6 +73,7 @@ from modelkeep.registry.types import (
     VersionKey,
 )
 from modelkeep.store.digest import Digest
+from modelkeep.store.manifest import FileEntry, Manifest
 from modelkeep.errors import HoldNotFound, InvalidKey, SignatureExists, VersionDeleted  # retention, signatures
 from modelkeep.registry.types import (  # retention and signatures
     RetentionDecision,
@@ -103,6 +104,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "open",
+    "digest",
     "Registry",
     "Settings",
     # value types
@@ -112,6 +114,8 @@ __all__ = [
     "ArtifactUsage",
     "Digest",
     "Direction",
+    "FileEntry",
+    "Manifest",
     "DiskUsage",
     "Edge",
     "EdgeType",
@@ -227,6 +231,20 @@ def __getattr__(name: str) -> object:
 
 
 _DB_SCHEMES = ("sqlite", "postgresql", "postgres", "postgresql+psycopg")
+
+
+def digest(path: str | Path) -> Manifest:
+    """What pushing ``path`` (a file or a folder) would record, computed without storing anything.
+
+    Each entry holds a file's digest, size and chunks, as ``push`` records them;
+    the manifest's ``digest`` is the ``files_digest`` of a version made of these
+    files. So ``modelkeep.digest("model/").digest == mk.get("fraud@production").files_digest``
+    tells whether a local folder holds exactly what is serving. Raises InvalidPath.
+    """
+    from modelkeep.registry import tree
+    from modelkeep.store.scan import scan_file
+
+    return Manifest.of(scan_file(f.path, f.rel) for f in tree.collect(path))
 
 
 def open(  # noqa: A001 - the public name is modelkeep.open, like io.open

@@ -11,6 +11,7 @@ from modelkeep.registry.api import Registry
 
 PUBLIC = [
     "open",
+    "digest",
     "Registry",
     "Settings",
     "Alias",
@@ -19,6 +20,8 @@ PUBLIC = [
     "ArtifactUsage",
     "Digest",
     "Direction",
+    "FileEntry",
+    "Manifest",
     "DiskUsage",
     "Edge",
     "EdgeType",

@@ -1,7 +1,8 @@
-"""Storage commands: du, fsck, gc."""
+"""Storage commands: du, fsck, gc, digest."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,7 +13,7 @@ from modelkeep.cli._context import registry
 from modelkeep.cli._output import emit_json, err, human_bytes, jsonable, out, table, transfer_progress
 from modelkeep.errors import IntegrityError
 
-__all__ = ["du", "fsck", "gc"]
+__all__ = ["du", "fsck", "gc", "digest"]
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 
@@ -89,3 +90,56 @@ def gc(
         f"{verb} {human_bytes(r.bytes_freed)}: {r.chunks_deleted:,} chunks, {r.packs_deleted:,} packs deleted, "
         f"{r.packs_repacked:,} repacked; {r.packs_kept_young:,} young packs kept (grace {grace:g}s)"
     )
+
+
+def digest(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="A file or a folder, as you would push it.")],
+    against: Annotated[
+        str | None,
+        typer.Option("--against", help="Compare with this version (name@production, name@1.2.0…); exit 1 if they differ."),
+    ] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Digests of local files as a push would record them, computed without storing anything."""
+    import modelkeep
+    from modelkeep.registry.diff import file_changes
+
+    local = modelkeep.digest(path)
+    report: dict = {
+        "files_digest": str(local.digest),
+        "files": [{"path": f.path, "size": f.size, "digest": str(f.digest)} for f in local],
+    }
+    differs = False
+    if against is not None:
+        version, theirs = registry(ctx).manifest(against)
+        added, removed, changed, unchanged = file_changes(theirs, local)
+        differs = bool(added or removed or changed)
+        report["against"] = {
+            "ref": version.ref,
+            "same": not differs,
+            "added": [c.path for c in added],  # here, not in the version
+            "removed": [c.path for c in removed],  # in the version, not here
+            "changed": [c.path for c in changed],
+            "unchanged": unchanged,
+        }
+    if json_:
+        emit_json(report)
+    else:
+        con = out()
+        t = table("path", "size", "digest", right=("size",), wrap=("path",))
+        for f in local:
+            t.add_row(escape(f.path), human_bytes(f.size), str(f.digest))
+        con.print(t)
+        con.print(f"files digest {local.digest}")
+        if against is not None:
+            a = report["against"]
+            if not differs:
+                con.print(f"[green]same files as {escape(a['ref'])}[/] ({unchanged} file{'s' if unchanged != 1 else ''})")
+            else:
+                for key, word in (("changed", "changed"), ("added", "only here"), ("removed", "only in the version")):
+                    for p in a[key]:
+                        con.print(f"  {word}: {escape(p)}")
+                con.print(f"[yellow]differs from {escape(a['ref'])}[/]")
+    if differs:
+        raise typer.Exit(1)

@@ -35,15 +35,16 @@ import blake3
 
 from modelkeep._gc import collector_paused
 from modelkeep.client.cache import ChunkCache
-from modelkeep.errors import ChunkNotFound, CorruptData, InvalidPath, StorageError
+from modelkeep.errors import ChunkNotFound, CorruptData, StorageError
 from modelkeep.registry import tree
 from modelkeep.registry.provenance import capture as capture_provenance
 from modelkeep.registry.types import Version
 from modelkeep.registry.wire import from_wire, to_wire
-from modelkeep.store.buffers import BufferPool, BufferRing
-from modelkeep.store.chunking import MAX_CHUNK, MIN_CHUNK, cut, segments
-from modelkeep.store.digest import Digest, hash_chunks
-from modelkeep.store.manifest import ChunkRef, Destination, FileEntry, Manifest
+from modelkeep.store.buffers import BufferPool
+from modelkeep.store.chunking import MAX_CHUNK, MIN_CHUNK
+from modelkeep.store.digest import Digest
+from modelkeep.store.manifest import Destination, FileEntry, Manifest
+from modelkeep.store.scan import scan_file
 
 __all__ = ["PushResult", "PullResult", "push_files", "upload", "pull_files", "download"]
 
@@ -244,30 +245,6 @@ def missing_chunks(http: Any, name: str, digests: list[str]) -> list[str]:
     return out
 
 
-def _cut_file(path: Path, rel: str, up: _Uploader) -> FileEntry:
-    """Chunk one file as the store does, handing every chunk to the uploader."""
-    try:
-        f = open(path, "rb")
-    except OSError as exc:
-        raise InvalidPath(f"cannot read {path}: {exc.strerror}") from None
-    with f:
-        st = os.fstat(f.fileno())
-        size = st.st_size
-        refs: list[ChunkRef] = []
-        # One block buffer, reused (the uploader copies the chunks it keeps)
-        buf = BufferRing(1)
-        for seg in segments(f, size, rel):
-            for block_off, view, cuts in cut(f, seg, into=buf.take):
-                for (off, ln), d in zip(cuts, hash_chunks(view, cuts)):
-                    piece = view[off : off + ln]
-                    refs.append(ChunkRef(Digest(d), ln))
-                    phase = (block_off + off - seg.start) % seg.elem if seg.elem else 0
-                    up.add(d, piece, seg.elem, phase)
-        if sum(r.size for r in refs) != size:
-            raise InvalidPath(f"{path} changed while being read")
-    return FileEntry.of_chunks(rel, refs, bool(st.st_mode & 0o111))
-
-
 @collector_paused()  # a record per chunk, no cycles: see modelkeep/_gc.py
 def upload(
     http: Any,
@@ -292,7 +269,7 @@ def upload(
     for attempt in (0, 1):
         up = _Uploader(http, name, jobs=jobs, batch_bytes=batch_bytes, progress=progress)
         try:
-            entries = [_cut_file(f.path, f.rel, up) for f in sources]
+            entries = [scan_file(f.path, f.rel, up.add) for f in sources]
             up.finish()
         finally:
             up.close()

@@ -30,13 +30,19 @@ from modelkeep.db.models import ManifestRow, VersionRow, utcnow
 from modelkeep.db.uow import UnitOfWork
 from modelkeep.errors import ChunkNotFound, InvalidInput, InvalidRef, StorageError
 from modelkeep.registry import aliases as _aliases
-from modelkeep.registry import audit as _audit
 from modelkeep.registry import artifacts as _artifacts
+from modelkeep.registry import audit as _audit
 from modelkeep.registry import diff as _diff
 from modelkeep.registry import lineage as _lineage
-from modelkeep.registry import storage, tree
+
+# retention and signatures
+from modelkeep.registry import retention as _retention
+from modelkeep.registry import retention_plan as _retention_plan
+from modelkeep.registry import signatures as _signatures
 from modelkeep.registry import stages as _stages
+from modelkeep.registry import storage, tree
 from modelkeep.registry import tags as _tags
+from modelkeep.registry import tombstones as _tombstones
 from modelkeep.registry import versions as _versions
 from modelkeep.registry.api import Progress, RefLike, RefsLike, Registry
 from modelkeep.registry.governance import Governance
@@ -57,27 +63,20 @@ from modelkeep.registry.types import (
     GcReport,
     Kind,
     LineageNode,
-    TagChange,
-    Version,
-    VersionDiff,
-    VersionKey,
-)
-from modelkeep.store.chunkstore import ChunkStore, open_store
-from modelkeep.store.manifest import Destination, Manifest
-
-# retention and signatures
-from modelkeep.registry import retention as _retention
-from modelkeep.registry import retention_plan as _retention_plan
-from modelkeep.registry import signatures as _signatures
-from modelkeep.registry import tombstones as _tombstones
-from modelkeep.registry.types import (
     RetentionHold,
     RetentionPlan,
     RetentionRule,
     SignatureCheck,
     SignatureRecord,
+    TagChange,
     Tombstone,
+    Version,
+    VersionDiff,
+    VersionKey,
 )
+from modelkeep.store.chunkstore import ChunkStore, open_store
+from modelkeep.store.manifest import FORMAT as MANIFEST_FORMAT
+from modelkeep.store.manifest import Destination, Manifest
 
 __all__ = ["EmbeddedRegistry"]
 
@@ -258,6 +257,11 @@ class EmbeddedRegistry(Governance, Registry):
         )
         if not isinstance(manifest, Manifest):
             raise InvalidInput(f"manifest must be a Manifest, got {type(manifest).__name__}")
+        if manifest.format != MANIFEST_FORMAT:  # older formats' file digests cannot be checked without the bytes
+            raise InvalidInput(
+                f"manifest format {manifest.format} is read, not written: new versions need format {MANIFEST_FORMAT}",
+                hint="upgrade the client that sent it",
+            )
         if not isinstance(new_bytes, int) or new_bytes < 0:
             raise InvalidInput("new_bytes must be a non-negative integer")
         # The shared lock keeps gc away from the chunks between the check and the commit.

@@ -166,6 +166,26 @@ def test_gc_dry_run(mk: Invoke) -> None:
     assert as_json(mk("fsck", "--json"))["ok"] is True
 
 
+def test_digest_tells_whether_local_files_are_a_version(
+    mk: Invoke, model_dir: Path, retrain: Callable[[Path], None]
+) -> None:
+    local = as_json(mk("digest", str(model_dir), "--json"))
+    assert [f["path"] for f in local["files"]] == ["config.json", "model.safetensors"]
+    v = as_json(mk("push", str(model_dir), NAME, "--kind", "model", "--json"))
+    shown = as_json(mk("show", NAME, "--json"))
+    assert local["files_digest"] == shown["files_digest"], (local, v)
+    same = mk("digest", str(model_dir), "--against", NAME)
+    assert "same files as" in same.stdout and local["files_digest"] in same.stdout
+    retrain(model_dir)
+    differs = mk("digest", str(model_dir), "--against", NAME, "--json", ok=False)
+    assert differs.exit_code == 1
+    assert as_json(differs)["against"] == {
+        "ref": f"{NAME}@1.0.0", "same": False, "added": [], "removed": [], "changed": ["model.safetensors"], "unchanged": 1,
+    }  # fmt: skip
+    missing = mk("digest", str(model_dir / "nothing-here"), ok=False)
+    assert missing.exit_code != 0 and "nothing-here" in missing.stderr
+
+
 # -- errors -----------------------------------------------------------------------------------
 
 

@@ -1,0 +1,45 @@
+"""A file's chunks and digest, computed without storing anything.
+
+``scan_file`` cuts and hashes a file exactly as a push does, so the entry it
+returns is the one a push would record: ``mk digest`` prints it, and a remote
+push hands each chunk to its uploader on the way.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from modelkeep.errors import InvalidPath
+from modelkeep.store.buffers import BufferRing
+from modelkeep.store.chunking import cut, segments
+from modelkeep.store.digest import Digest, hash_chunks
+from modelkeep.store.manifest import ChunkRef, FileEntry
+
+__all__ = ["scan_file", "OnChunk"]
+
+# (digest, bytes, element size, phase): the bytes are valid only during the call
+OnChunk = Callable[[bytes, memoryview, int, int], None]
+
+
+def scan_file(path: str | Path, rel: str, on_chunk: OnChunk | None = None) -> FileEntry:
+    """The entry of the file at ``path`` named ``rel``. Raises InvalidPath."""
+    try:
+        f = open(path, "rb")
+    except OSError as exc:
+        raise InvalidPath(f"cannot read {path}: {exc.strerror}") from None
+    with f:
+        st = os.fstat(f.fileno())
+        refs: list[ChunkRef] = []
+        buf = BufferRing(1)  # one block buffer, reused: on_chunk copies what it keeps
+        for seg in segments(f, st.st_size, rel):
+            for block_off, view, cuts in cut(f, seg, into=buf.take):
+                for (off, ln), d in zip(cuts, hash_chunks(view, cuts)):
+                    refs.append(ChunkRef(Digest(d), ln))
+                    if on_chunk is not None:
+                        phase = (block_off + off - seg.start) % seg.elem if seg.elem else 0
+                        on_chunk(d, view[off : off + ln], seg.elem, phase)
+        if sum(r.size for r in refs) != st.st_size:
+            raise InvalidPath(f"{path} changed while being read")
+    return FileEntry.of_chunks(rel, refs, bool(st.st_mode & 0o111))
