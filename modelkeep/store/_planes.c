@@ -6,6 +6,7 @@
  *   decode_run(blob, desc, out)  decode a run of stored chunks (codec.py's layout)
  *   can_decode_run() -> bool     whether decode_run has zstd to work with
  *   nib4_encode(planes), nib4_decode(src, dst)   the nib4 plane method (below)
+ *   gather(dst, offset, parts) -> (end, count)   copy whole parts back to back into dst
  *
  * n is the number of whole elements; elem is 2, 4 or 8. All release the GIL.
  * modelkeep/store/planes.py and codec.py wrap them and fall back to numpy and
@@ -699,6 +700,64 @@ done:
     return res;
 }
 
+/* gather(dst, offset, parts) -> (end, count)
+ *
+ * Copies parts[0], parts[1], ... back to back into dst from offset, as many
+ * whole parts as fit; returns the offset after the last one copied and how
+ * many were. A pack's bytes are staged this way: slice assignments copy with
+ * the interpreter lock held, one Python step per part, while the threads
+ * hashing and encoding beside the packer wait for the lock. Here the copies of
+ * a whole batch run in one call, without it.
+ */
+static PyObject *planes_gather(PyObject *self, PyObject *args)
+{
+    Py_buffer dst;
+    Py_ssize_t off;
+    PyObject *seq;
+    if (!PyArg_ParseTuple(args, "w*nO", &dst, &off, &seq))
+        return NULL;
+    PyObject *fast = NULL, *res = NULL;
+    Py_buffer *views = NULL;
+    Py_ssize_t got = 0, end = off;
+    if (off < 0 || off > dst.len) {
+        PyErr_SetString(PyExc_ValueError, "offset outside the destination");
+        goto done;
+    }
+    fast = PySequence_Fast(seq, "gather takes a sequence of buffers");
+    if (fast == NULL)
+        goto done;
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(fast);
+    views = PyMem_Calloc((size_t)count + 1, sizeof *views);
+    if (views == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (; got < count; got++) {
+        if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(fast, got), &views[got], PyBUF_SIMPLE) < 0)
+            goto done;
+        if (views[got].len > dst.len - end) { /* does not fit whole: stop before it */
+            PyBuffer_Release(&views[got]);
+            break;
+        }
+        end += views[got].len;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    uint8_t *at = (uint8_t *)dst.buf + off;
+    for (Py_ssize_t i = 0; i < got; i++) {
+        memcpy(at, views[i].buf, (size_t)views[i].len);
+        at += views[i].len;
+    }
+    Py_END_ALLOW_THREADS
+    res = Py_BuildValue("nn", end, got);
+done:
+    for (Py_ssize_t i = 0; i < got; i++)
+        PyBuffer_Release(&views[i]);
+    PyMem_Free(views);
+    Py_XDECREF(fast);
+    PyBuffer_Release(&dst);
+    return res;
+}
+
 static PyObject *planes_can_decode_run(PyObject *self, PyObject *args) { return PyBool_FromLong(zstd_load()); }
 
 static PyMethodDef methods[] = {
@@ -711,6 +770,8 @@ static PyMethodDef methods[] = {
     {"nib4_encode", planes_nib4_encode, METH_VARARGS,
      "nib4_encode(planes) -> list: each plane's nib4 encoding, or None where too many bytes escape the table"},
     {"nib4_decode", planes_nib4_decode, METH_VARARGS, "nib4_decode(src, dst): decode one nib4 plane, filling dst"},
+    {"gather", planes_gather, METH_VARARGS,
+     "gather(dst, offset, parts) -> (end, count): copy as many whole parts as fit back to back into dst"},
     {"can_decode_run", planes_can_decode_run, METH_NOARGS, "can_decode_run() -> bool: whether libzstd was found"},
     {NULL, NULL, 0, NULL},
 };

@@ -31,6 +31,7 @@ from typing import ClassVar
 from modelkeep.errors import CorruptData
 from modelkeep.store.backends.base import Backend
 from modelkeep.store.digest import hash_bytes
+from modelkeep.store.planes import gather
 
 __all__ = ["PackEntry", "PackWriter", "read_header", "read_header_bytes", "pack_name", "PACK_TARGET", "FORMAT"]
 
@@ -225,26 +226,22 @@ class _Stage:
             return cls._io
 
     def write(self, iov: list[bytes | memoryview]) -> None:
-        """Stage ``iov`` (bytes or byte memoryviews), flushing every buffer that fills."""
-        buf, fill, size = self.buf, self.fill, self.SIZE
-        for part in iov:  # runs once per part of every chunk: kept lean
-            n = len(part)
-            end = fill + n
-            if end < size:
-                buf[fill:end] = part
-                fill = end
-                continue
-            mv = memoryview(part).cast("B")
-            while mv:
-                k = min(len(mv), size - fill)
-                buf[fill : fill + k] = mv[:k]
-                fill += k
-                mv = mv[k:]
-                if fill == size:
-                    self.fill = fill
-                    self._flush(size)
-                    buf, fill = self.buf, self.fill
-        self.fill = fill
+        """Stage ``iov`` (bytes or byte memoryviews), flushing every buffer that fills.
+
+        The parts are copied by ``gather``, whole batches per call and without the
+        interpreter lock (threads hashing and encoding beside this one need it).
+        """
+        pending = iov
+        while pending:
+            self.fill, k = gather(self.buf, self.fill, pending)
+            if k == len(pending):
+                return
+            # the next part runs past the end of the buffer: its head fills it
+            part = memoryview(pending[k]).cast("B")
+            room = self.SIZE - self.fill
+            self.fill, _ = gather(self.buf, self.fill, (part[:room],))
+            self._flush(self.SIZE)
+            pending = [part[room:], *pending[k + 1 :]]
 
     def finish(self) -> None:
         """Write out everything staged and wait for it; the last block is zero-padded (the caller truncates)."""
