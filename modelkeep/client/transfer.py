@@ -51,7 +51,12 @@ __all__ = ["PushResult", "PullResult", "push_files", "upload", "pull_files", "do
 API = "/api/v1"
 UP_FRAME = struct.Struct("<32sIBB")  # digest | length | float element size | phase in element
 DOWN_FRAME = struct.Struct("<32sI")  # digest | length
-BATCH_BYTES = 8 * 1024 * 1024
+BATCH_BYTES = 8 * 1024 * 1024  # pull: chunks asked for per request
+# Push: each batch is one request the server answers after sealing (and fsyncing)
+# its own pack, so fewer, larger batches cost it fewer seals; three in flight
+# keep both cores busy on one machine and bound the client's bodies to four.
+UPLOAD_BATCH_BYTES = 16 * 1024 * 1024
+UPLOAD_JOBS = 3
 SEND_PIECE = 1024 * 1024  # largest part handed to the HTTP stack at once (see _pieces)
 MISSING_PER_REQUEST = 50_000
 FETCH_PER_REQUEST = 1024
@@ -107,7 +112,7 @@ class _Uploader:
 
     Each chunk is copied once, with its frame header, into the batch's request
     body as it is added, so the chunker's block buffers are free again at once;
-    the bodies come from a small pool (fresh 8 MiB buffers cost a page fault per
+    the bodies come from a small pool (fresh buffers cost a page fault per
     4 KiB). A batch the server lacks entirely goes out as it is; otherwise the
     frames it lacks are gathered into a new body.
     """
@@ -117,7 +122,7 @@ class _Uploader:
         self._name = name
         self._pool = ThreadPoolExecutor(jobs, thread_name_prefix="mk-upload")
         self._inflight: list[Future] = []
-        self._max_inflight = jobs * 2
+        self._max_inflight = jobs + 1  # one body filling while ``jobs`` are sent
         self._bodies = BufferPool(keep=self._max_inflight + 2)
         # room for a batch, the chunk that crosses its end, and every frame header
         self._capacity = batch_bytes + MAX_CHUNK + UP_FRAME.size * (batch_bytes // MIN_CHUNK + 2)
@@ -253,8 +258,8 @@ def upload(
     *,
     progress: Progress | None = None,
     provenance: Mapping[str, Any] | None = None,
-    jobs: int = JOBS,
-    batch_bytes: int = BATCH_BYTES,
+    jobs: int = UPLOAD_JOBS,
+    batch_bytes: int = UPLOAD_BATCH_BYTES,
     **push_kwargs: Any,
 ) -> PushResult:
     """Push ``path`` as a new version of ``name``; ``push_kwargs`` are ``Registry.push``'s metadata arguments.

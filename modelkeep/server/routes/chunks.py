@@ -36,6 +36,7 @@ from modelkeep.server.routes._operation import parameters
 from modelkeep.store.chunking import MAX_CHUNK
 from modelkeep.store.digest import Digest
 from modelkeep.store.manifest import Manifest
+from modelkeep.store.planes import gather
 
 __all__ = ["router", "MAX_BATCH_BYTES", "MAX_DIGESTS", "UP_FRAME", "DOWN_FRAME"]
 
@@ -77,8 +78,7 @@ async def _fill(request: Request, limit: int, out: memoryview) -> memoryview:
         end = size + len(block)
         if end > limit or end > len(out):
             raise PayloadTooLarge(f"request body over its declared length or the limit of {limit} bytes")
-        out[size:end] = block
-        size = end
+        size, _ = gather(out, size, (block,))  # copied without the interpreter lock
     return out[:size]
 
 
