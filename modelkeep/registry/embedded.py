@@ -30,19 +30,13 @@ from modelkeep.db.models import ManifestRow, VersionRow, utcnow
 from modelkeep.db.uow import UnitOfWork
 from modelkeep.errors import ChunkNotFound, InvalidInput, InvalidRef, StorageError
 from modelkeep.registry import aliases as _aliases
-from modelkeep.registry import artifacts as _artifacts
 from modelkeep.registry import audit as _audit
+from modelkeep.registry import artifacts as _artifacts
 from modelkeep.registry import diff as _diff
 from modelkeep.registry import lineage as _lineage
-
-# retention and signatures
-from modelkeep.registry import retention as _retention
-from modelkeep.registry import retention_plan as _retention_plan
-from modelkeep.registry import signatures as _signatures
-from modelkeep.registry import stages as _stages
 from modelkeep.registry import storage, tree
+from modelkeep.registry import stages as _stages
 from modelkeep.registry import tags as _tags
-from modelkeep.registry import tombstones as _tombstones
 from modelkeep.registry import versions as _versions
 from modelkeep.registry.api import Progress, RefLike, RefsLike, Registry
 from modelkeep.registry.governance import Governance
@@ -63,13 +57,7 @@ from modelkeep.registry.types import (
     GcReport,
     Kind,
     LineageNode,
-    RetentionHold,
-    RetentionPlan,
-    RetentionRule,
-    SignatureCheck,
-    SignatureRecord,
     TagChange,
-    Tombstone,
     Version,
     VersionDiff,
     VersionKey,
@@ -77,6 +65,20 @@ from modelkeep.registry.types import (
 from modelkeep.store.chunkstore import ChunkStore, open_store
 from modelkeep.store.manifest import FORMAT as MANIFEST_FORMAT
 from modelkeep.store.manifest import Destination, Manifest
+
+# retention and signatures
+from modelkeep.registry import retention as _retention
+from modelkeep.registry import retention_plan as _retention_plan
+from modelkeep.registry import signatures as _signatures
+from modelkeep.registry import tombstones as _tombstones
+from modelkeep.registry.types import (
+    RetentionHold,
+    RetentionPlan,
+    RetentionRule,
+    SignatureCheck,
+    SignatureRecord,
+    Tombstone,
+)
 
 __all__ = ["EmbeddedRegistry"]
 

@@ -9,7 +9,7 @@ store the set of chunks still referenced by some version.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -93,7 +93,7 @@ def fsck_report(
     result: StoreFsck,
     all_manifests: list[tuple[str, Manifest]],
     refs: dict[str, list[str]],
-    bad_manifests: list[tuple[str, str]] = (),  # type: ignore[assignment]
+    bad_manifests: Sequence[tuple[str, str]] = (),
 ) -> FsckReport:
     """The store's problems, each with the "artifact@version:path" entries it affects, then the bad manifests'."""
     by_chunk = {p.chunk for p in result.problems if p.chunk is not None}

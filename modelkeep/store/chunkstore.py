@@ -207,6 +207,7 @@ class ChunkStore:
                     pending: deque[Future] = deque()
                     try:
                         for run in itertools.chain((first, second), runs):
+                            self.backend.will_read(pack_name(run.pack), run.pack_offset, run.stored)
                             pending.append(pool.submit(work, run))
                             while pending and pending[0].done():
                                 n = pending.popleft().result()

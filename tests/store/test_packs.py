@@ -122,3 +122,24 @@ def test_a_forked_child_writes_packs_with_its_own_io_threads(tmp_path):
         __import__("time").sleep(0.05)
     os.kill(pid, 9)
     pytest.fail("the forked child hung writing a pack")
+
+
+def test_a_read_hint_never_fails_and_changes_nothing(tmp_path, monkeypatch):
+    backend = LocalBackend(tmp_path / "store")
+    backend.put("packs/ab/x.pack", b"0123456789")
+    advised = []
+    real = os.posix_fadvise
+
+    def spy(fd: int, off: int, n: int, advice: int) -> None:
+        advised.append((off, n, advice))
+        real(fd, off, n, advice)
+
+    monkeypatch.setattr(os, "posix_fadvise", spy)
+    backend.will_read("packs/ab/x.pack", 2, 5)
+    assert advised == [(2, 5, os.POSIX_FADV_WILLNEED)]
+    backend.will_read("packs/cd/missing.pack", 0, 10)  # gone (a repack): the read that follows says so
+    monkeypatch.setattr(os, "posix_fadvise", lambda *a: (_ for _ in ()).throw(OSError(errno.ESPIPE, "no")))
+    backend.will_read("packs/ab/x.pack", 0, 10)  # a filesystem without it: nothing happens
+    view = memoryview(bytearray(5))
+    backend.read_into("packs/ab/x.pack", 2, view)
+    assert bytes(view) == b"23456"

@@ -51,6 +51,9 @@ class Backend(abc.ABC):
         """Fill ``view`` with the bytes at ``offset``. Raises ChunkNotFound when absent or short."""
         view[:] = self.get_range(name, offset, len(view))
 
+    def will_read(self, name: str, offset: int, length: int) -> None:
+        """A hint that ``read_into`` will soon ask for these bytes; never raises. Default: nothing."""
+
     @abc.abstractmethod
     def open_reader(self, name: str) -> BinaryIO:
         """A seekable binary reader of the object (caller closes it)."""

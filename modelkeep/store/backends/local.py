@@ -96,6 +96,14 @@ class LocalBackend(Backend):
                 raise ChunkNotFound(f"object {name} is shorter than expected ({offset}+{len(view)})")
             got += n
 
+    def will_read(self, name: str, offset: int, length: int) -> None:
+        # The kernel starts reading what is not in the page cache yet, so a pull
+        # of packs that are not cached waits for the disk once, not per run.
+        try:
+            os.posix_fadvise(self._fd(name), offset, length, os.POSIX_FADV_WILLNEED)
+        except (OSError, ChunkNotFound, AttributeError):  # a hint: a pack gone or no fadvise here
+            pass
+
     def open_reader(self, name: str) -> BinaryIO:
         try:
             return open(self._path(name), "rb")
