@@ -127,11 +127,10 @@ def digest(
         emit_json(report)
     else:
         con = out()
-        t = table("path", "size", "digest", right=("size",), wrap=("path",))
+        # one line per file, digest first (as sha256sum and b3sum print): full digests never wrap
         for f in local:
-            t.add_row(escape(f.path), human_bytes(f.size), str(f.digest))
-        con.print(t)
-        con.print(f"files digest {local.digest}")
+            con.print(f"{f.digest}  {human_bytes(f.size):>9}  {escape(f.path)}", soft_wrap=True)
+        con.print(f"{local.digest}  {human_bytes(local.size):>9}  (files digest)", soft_wrap=True)
         if against is not None:
             a = report["against"]
             if not differs:
