@@ -44,6 +44,7 @@ from modelkeep.store.index import Index
 from modelkeep.store.manifest import ChunkRef, FileEntry, Manifest, normalize_path
 from modelkeep.store.packs import PACK_TARGET, PackWriter, pack_name
 from modelkeep.store.planes import shuffle_many
+from modelkeep.store.scan import open_source
 
 __all__ = [
     "ChunkStore",
@@ -372,11 +373,7 @@ class UploadSession:
     def put_file(self, path: str | Path, rel: str, *, progress: Progress | None = None) -> FileEntry:
         """Chunk, hash, compress and store one file. Returns its entry named ``rel``."""
         rel = normalize_path(rel)
-        try:
-            f = open(path, "rb")
-        except OSError as exc:
-            raise InvalidPath(f"cannot read {path}: {exc.strerror}") from None
-        with f:
+        with open_source(path) as f:
             st = os.fstat(f.fileno())
             size = st.st_size
             segs = segments(f, size, rel)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 from modelkeep.errors import InvalidPath
 from modelkeep.store.buffers import BufferRing
@@ -17,19 +18,23 @@ from modelkeep.store.chunking import cut, segments
 from modelkeep.store.digest import Digest, hash_chunks
 from modelkeep.store.manifest import ChunkRef, FileEntry
 
-__all__ = ["scan_file", "OnChunk"]
+__all__ = ["scan_file", "open_source", "OnChunk"]
 
 # (digest, bytes, element size, phase): the bytes are valid only during the call
 OnChunk = Callable[[bytes, memoryview, int, int], None]
 
 
-def scan_file(path: str | Path, rel: str, on_chunk: OnChunk | None = None) -> FileEntry:
-    """The entry of the file at ``path`` named ``rel``. Raises InvalidPath."""
+def open_source(path: str | Path) -> BinaryIO:
+    """A file to push or scan, opened for reading. Raises InvalidPath."""
     try:
-        f = open(path, "rb")
+        return open(path, "rb")
     except OSError as exc:
         raise InvalidPath(f"cannot read {path}: {exc.strerror}") from None
-    with f:
+
+
+def scan_file(path: str | Path, rel: str, on_chunk: OnChunk | None = None) -> FileEntry:
+    """The entry of the file at ``path`` named ``rel``. Raises InvalidPath."""
+    with open_source(path) as f:
         st = os.fstat(f.fileno())
         refs: list[ChunkRef] = []
         buf = BufferRing(1)  # one block buffer, reused: on_chunk copies what it keeps
