@@ -102,7 +102,7 @@ class RemoteRegistry(Registry):
     def commit_manifest(self, name: str, manifest: Manifest, **kwargs: Any) -> Version:  # type: ignore[override]
         bound = inspect.signature(Registry.commit_manifest).bind(self, name, manifest, **kwargs)
         extra = {k: v for k, v in bound.arguments.items() if k not in ("self", "name", "manifest")}
-        body = {"name": name, "manifest": json.loads(manifest.to_bytes()), **to_wire(extra)}
+        body = {"name": name, "manifest": manifest.to_doc(), **to_wire(extra)}
         return from_wire(Version, self._http.request("POST", f"{API}/chunks/commit", json=body).json())
 
     def manifest(self, ref: RefLike) -> tuple[Version, Manifest]:

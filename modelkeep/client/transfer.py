@@ -18,7 +18,6 @@ place once complete.
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import struct
@@ -279,7 +278,7 @@ def upload(
         finally:
             up.close()
         manifest = Manifest.of(entries)
-        body = {"name": name, "manifest": json.loads(manifest.to_bytes()), "new_bytes": up.new_bytes}
+        body = {"name": name, "manifest": manifest.to_doc(), "new_bytes": up.new_bytes}
         body.update(to_wire({"provenance": prov, **push_kwargs}))
         try:
             resp = _retry(lambda: http.request("POST", f"{API}/chunks/commit", json=body))

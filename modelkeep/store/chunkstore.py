@@ -409,9 +409,10 @@ class UploadSession:
                 fut.exception()
             # no piece is in progress: no worker uses its ring meanwhile
             BufferRing.drain_all(self._rings)
-        if done != size or sum(r.size for r in refs) != size:
+        entry = FileEntry.of_chunks(rel, refs, bool(st.st_mode & 0o111))
+        if done != size or entry.size != size:
             raise InvalidPath(f"{path} changed while being read")
-        return FileEntry.of_chunks(rel, refs, bool(st.st_mode & 0o111))
+        return entry
 
     def _put_segment(self, path: str | Path, seg, packer) -> tuple[list[ChunkRef], int]:
         """Cut, hash, claim and encode one segment; hand encoded chunks to the packer."""

@@ -174,8 +174,12 @@ class Manifest:
     def chunk_digests(self) -> set[Digest]:
         return {c.digest for f in self.files for c in f.chunks}
 
+    def to_doc(self) -> dict:
+        """The manifest as JSON values (``{"format": 2, "files": [...]}``), as ``from_doc`` reads them."""
+        return {"format": self.format, "files": [f.to_json() for f in self.files]}
+
     def to_bytes(self) -> bytes:
-        return _canonical({"format": self.format, "files": [f.to_json() for f in self.files]})
+        return _canonical(self.to_doc())
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Manifest:

@@ -45,6 +45,7 @@ def scan_file(path: str | Path, rel: str, on_chunk: OnChunk | None = None) -> Fi
                     if on_chunk is not None:
                         phase = (block_off + off - seg.start) % seg.elem if seg.elem else 0
                         on_chunk(d, view[off : off + ln], seg.elem, phase)
-        if sum(r.size for r in refs) != st.st_size:
-            raise InvalidPath(f"{path} changed while being read")
-    return FileEntry.of_chunks(rel, refs, bool(st.st_mode & 0o111))
+    entry = FileEntry.of_chunks(rel, refs, bool(st.st_mode & 0o111))
+    if entry.size != st.st_size:
+        raise InvalidPath(f"{path} changed while being read")
+    return entry

@@ -211,7 +211,7 @@ async def manifest(request: Request, ref: str) -> Response:
     ctx, principal = await _caller(request, _PULL.role, parsed.artifact)
     registry = ctx.registry_for(principal)
     version, files = await run_in_threadpool(registry.manifest, str(parsed))
-    body = json.dumps({"version": to_wire(version), "manifest": json.loads(files.to_bytes())})
+    body = json.dumps({"version": to_wire(version), "manifest": files.to_doc()})
     return Response(body, media_type="application/json")
 
 
