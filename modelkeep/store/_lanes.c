@@ -5,6 +5,10 @@
  *   hash_list(buffers, out)
  *       out[32*i : 32*i+32] = BLAKE3(buffers[i]); every buffer has the same length
  *   available() -> bool      whether this CPU runs it (AVX-512F)
+ *   hash_mapped(src, length, count, out) -> bool
+ *       hash_equal of a file's mapping; False if the file shrank under it
+ *   copy_mapped(dst, src) -> bool
+ *       dst[:len(src)] = src, from a file's mapping; False if the file shrank under it
  *
  * A push hashes every 64 KiB chunk of a tensor, and a pull verifies every one.
  * One call per chunk into the blake3 module costs more than the hashing when
@@ -23,6 +27,13 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+
+#if defined(__unix__) || defined(__APPLE__)
+#define MK_GUARD 1
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#endif
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define MK_X86 1
@@ -348,6 +359,152 @@ done:
     return ret;
 }
 
+/* -- reading a file through a mapping ------------------------------------------
+ *
+ * A push reads every byte of a file to hash it, and copying 1 GiB out of the
+ * page cache costs ~0.12 s of CPU here: a third of a fine-tune's push. Hashing
+ * the file's pages where they lie, through a read-only mapping, avoids the copy.
+ * A mapping has one hazard: when the file shrinks meanwhile (another program
+ * truncates or rewrites it), touching a page past its new end raises SIGBUS,
+ * which would end the process. hash_mapped and copy_mapped read under a guard:
+ * a SIGBUS raised in the calling thread while it is inside them makes them
+ * return False ("the file changed while being read"). Any other SIGBUS goes on
+ * to the handler that was installed before ours (the default one ends the
+ * process as it always did; faulthandler prints its traceback first).
+ *
+ * The handler is (re)installed by each guarded call when another one replaced
+ * it, so a faulthandler enabled later does not disarm the guard.
+ */
+#if MK_GUARD
+static __thread sigjmp_buf *guard __attribute__((tls_model("initial-exec")));
+static struct sigaction chained; /* the SIGBUS action before ours */
+static pthread_mutex_t install_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void on_sigbus(int sig, siginfo_t *info, void *ctx)
+{
+    sigjmp_buf *g = guard;
+    if (g != NULL) {
+        guard = NULL;
+        siglongjmp(*g, 1); /* restores the signal mask saved by sigsetjmp */
+    }
+    /* Not a guarded read: give the signal to the action before ours. A fault
+     * repeats when this returns and goes there; a sent signal is sent again. */
+    sigaction(SIGBUS, &chained, NULL);
+    if (info == NULL || info->si_code <= 0)
+        raise(sig);
+    (void)ctx;
+}
+
+static int install_guard(void)
+{
+    struct sigaction cur;
+    int rc;
+    pthread_mutex_lock(&install_lock);
+    rc = sigaction(SIGBUS, NULL, &cur);
+    if (rc == 0 && !((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == on_sigbus)) {
+        struct sigaction mine;
+        memset(&mine, 0, sizeof mine);
+        mine.sa_sigaction = on_sigbus;
+        mine.sa_flags = SA_SIGINFO | SA_ONSTACK;
+        sigemptyset(&mine.sa_mask);
+        rc = sigaction(SIGBUS, &mine, &chained);
+    }
+    pthread_mutex_unlock(&install_lock);
+    return rc;
+}
+
+/* fn(arg) with SIGBUS in this thread caught: 0, or -1 when the mapping faulted. */
+static int guarded(void (*fn)(void *), void *arg)
+{
+    sigjmp_buf env;
+    if (sigsetjmp(env, 1))
+        return -1;
+    guard = &env;
+    fn(arg);
+    guard = NULL;
+    return 0;
+}
+
+struct copy_args {
+    void *dst;
+    const void *src;
+    size_t n;
+};
+
+static void do_copy(void *p)
+{
+    struct copy_args *a = p;
+    memcpy(a->dst, a->src, a->n);
+}
+
+#if MK_X86
+struct hash_args {
+    const uint8_t *src;
+    size_t len, count;
+    uint8_t *out;
+};
+
+static void do_hash(void *p)
+{
+    struct hash_args *a = p;
+    hash_equal_n(a->src, a->len, a->count, a->out);
+}
+#endif
+
+static PyObject *lanes_hash_mapped(PyObject *self, PyObject *args)
+{
+    Py_buffer src, out;
+    Py_ssize_t len, count;
+    if (!PyArg_ParseTuple(args, "y*nnw*", &src, &len, &count, &out))
+        return NULL;
+    PyObject *ret = NULL;
+    if (!lanes_available()) {
+        PyErr_SetString(PyExc_RuntimeError, "this CPU lacks AVX-512F");
+    } else if (len < 0 || count < 0 || (len > 0 && count > src.len / len)) {
+        PyErr_SetString(PyExc_ValueError, "source is shorter than count chunks of length bytes");
+    } else if (count > out.len / 32) {
+        PyErr_SetString(PyExc_ValueError, "output is shorter than 32 bytes per chunk");
+    } else if (install_guard() != 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+    } else {
+        int rc = 0;
+#if MK_X86
+        struct hash_args a = {(const uint8_t *)src.buf, (size_t)len, (size_t)count, (uint8_t *)out.buf};
+        Py_BEGIN_ALLOW_THREADS
+        rc = guarded(do_hash, &a);
+        Py_END_ALLOW_THREADS
+#endif
+        ret = PyBool_FromLong(rc == 0);
+    }
+    PyBuffer_Release(&src);
+    PyBuffer_Release(&out);
+    return ret;
+}
+
+static PyObject *lanes_copy_mapped(PyObject *self, PyObject *args)
+{
+    Py_buffer dst, src;
+    if (!PyArg_ParseTuple(args, "w*y*", &dst, &src))
+        return NULL;
+    PyObject *ret = NULL;
+    if (dst.len < src.len) {
+        PyErr_SetString(PyExc_ValueError, "destination is shorter than the source");
+    } else if (install_guard() != 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+    } else {
+        struct copy_args a = {dst.buf, src.buf, (size_t)src.len};
+        int rc;
+        Py_BEGIN_ALLOW_THREADS
+        rc = guarded(do_copy, &a);
+        Py_END_ALLOW_THREADS
+        ret = PyBool_FromLong(rc == 0);
+    }
+    PyBuffer_Release(&dst);
+    PyBuffer_Release(&src);
+    return ret;
+}
+#endif
+
 static PyObject *lanes_available_py(PyObject *self, PyObject *args)
 {
     return PyBool_FromLong(lanes_available());
@@ -358,6 +515,12 @@ static PyMethodDef methods[] = {
      "hash_equal(src, length, count, out): BLAKE3 of count consecutive chunks of length bytes, 32 bytes each into out"},
     {"hash_list", lanes_hash_list, METH_VARARGS,
      "hash_list(buffers, out): BLAKE3 of each of equally long buffers, 32 bytes each into out"},
+#if MK_GUARD
+    {"hash_mapped", lanes_hash_mapped, METH_VARARGS,
+     "hash_mapped(src, length, count, out) -> bool: hash_equal of a file's mapping; False if the file shrank under it"},
+    {"copy_mapped", lanes_copy_mapped, METH_VARARGS,
+     "copy_mapped(dst, src) -> bool: dst[:len(src)] = src from a file's mapping; False if the file shrank under it"},
+#endif
     {"available", lanes_available_py, METH_NOARGS, "available() -> bool: whether this CPU can run hash_equal"},
     {NULL, NULL, 0, NULL},
 };

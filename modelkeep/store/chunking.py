@@ -32,7 +32,7 @@ from typing import BinaryIO
 
 import pyfastcdc
 
-__all__ = ["Segment", "segments", "pieces", "cut", "tensor_chunks", "AVG_CHUNK", "MIN_CHUNK", "MAX_CHUNK", "BLOCK"]
+__all__ = ["Segment", "segments", "pieces", "cut", "tensor_chunks", "tensor_blocks", "AVG_CHUNK", "MIN_CHUNK", "MAX_CHUNK", "BLOCK"]
 
 AVG_CHUNK = 64 * 1024
 MIN_CHUNK = 16 * 1024
@@ -162,9 +162,9 @@ def tensor_chunks(size: int) -> list[int]:
     return lengths
 
 
-def _cut_tensor(f: BinaryIO, seg: Segment, block: int, into: Buffers):
+def tensor_blocks(seg: Segment, block: int = BLOCK) -> Iterator[tuple[int, int, list[tuple[int, int]]]]:
+    """The blocks ``cut`` reads a tensor segment in: (file offset, length, [(offset in block, length)])."""
     lengths = tensor_chunks(seg.end - seg.start)
-    f.seek(seg.start)
     pos = seg.start
     i = 0
     while i < len(lengths):
@@ -174,11 +174,17 @@ def _cut_tensor(f: BinaryIO, seg: Segment, block: int, into: Buffers):
             chunks.append((size, lengths[i]))
             size += lengths[i]
             i += 1
+        yield pos, size, chunks
+        pos += size
+
+
+def _cut_tensor(f: BinaryIO, seg: Segment, block: int, into: Buffers):
+    f.seek(seg.start)
+    for pos, size, chunks in tensor_blocks(seg, block):
         view = into(size)
         if _readinto_exact(f, view) != size:
             raise OSError(f"file changed while being read (expected {size} more bytes)")
         yield pos, view, chunks
-        pos += size
 
 
 def _cut_cdc(f: BinaryIO, seg: Segment, block: int, into: Buffers):

@@ -2,10 +2,13 @@
 
 Push (``UploadSession.put_file``) runs as a pipeline over blocks of the file.
 A file is cut into segments (one per tensor of a safetensors file) and tensors
-into pieces of a few blocks; two worker threads each take a piece, read its
-blocks into reused buffers, hash its chunks (one native call per block), claim
-the chunks nobody stored yet and encode them (grouping float bytes and
-compressing the planes that pay, one call per block). One thread appends
+into pieces of a few blocks; two worker threads each take a piece, hash its
+chunks (one native call per block), claim the chunks nobody stored yet and
+encode them (grouping float bytes and compressing the planes that pay, one call
+per block). A piece whose first chunk is stored already (a tensor a fine-tune
+left alone) is hashed through a mapping of the file, where its pages lie; other
+pieces are read into reused buffers, since their bytes must be copied to be
+stored anyway. One thread appends
 encoded chunks to the open pack, whose bytes go to disk with O_DIRECT; one
 seals finished packs. The file's digest is computed from its chunk list at the
 end, so every byte is hashed once. At most a few blocks per worker are in
@@ -28,6 +31,7 @@ from array import array
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,14 +41,14 @@ from modelkeep.errors import ChunkNotFound, CorruptData, InvalidInput, InvalidPa
 from modelkeep.store import codec
 from modelkeep.store.backends import Backend, open_backend
 from modelkeep.store.buffers import BufferPool, BufferRing
-from modelkeep.store.chunking import MAX_CHUNK, cut, pieces, segments
-from modelkeep.store.digest import Digest, hash_chunks, hash_views
+from modelkeep.store.chunking import MAX_CHUNK, cut, pieces, segments, tensor_blocks, tensor_chunks
+from modelkeep.store.digest import MAPPED, Digest, copy_mapped, hash_chunks, hash_mapped, hash_views
 from modelkeep.store.gc import GC_GENERATION
 from modelkeep.store.index import Index
 from modelkeep.store.manifest import ChunkRef, FileEntry, Manifest, normalize_path
 from modelkeep.store.packs import PACK_TARGET, PackWriter, pack_name
 from modelkeep.store.planes import shuffle_many
-from modelkeep.store.scan import open_source
+from modelkeep.store.scan import map_range, open_source
 
 __all__ = [
     "ChunkStore",
@@ -420,11 +424,18 @@ class UploadSession:
         ring = self._ring()
         plan = None
         try:
-            with open(path, "rb") as f:
-                for block_off, view, cuts in cut(f, seg, into=ring.take):
-                    digests, new = self._hash_and_claim(view, cuts)
+            # A tensor piece whose first chunk the store holds (one a fine-tune left
+            # as it was) is hashed where its pages lie, through a mapping: reading
+            # it would copy every byte for nothing. Other pieces are mostly new, and
+            # their bytes must be copied to be stored anyway: they are read.
+            known = seg.tensor and MAPPED and self._first_chunk_known(path, seg)
+            with map_range(path, seg.start, seg.end) if known else nullcontext() as mapped:
+                for block_off, view, cuts, digests in self._hashed_blocks(path, seg, ring, mapped):
+                    new = self._claim_new(digests, cuts)
                     items = []
                     if new:
+                        if mapped is not None and view.obj is mapped.obj:
+                            view = _own_copy(path, view, new, ring)
                         # decided on the first block with new chunks (most segments of a
                         # fine-tune have none); tensor blocks start on an element
                         if plan is None:
@@ -434,6 +445,7 @@ class UploadSession:
                     refs.extend(ChunkRef(Digest(d), ln) for d, (_, ln) in zip(digests, cuts))
                     if items:  # the slot's buffers stay untouched until this write is done
                         ring.hold(packer.submit(self._write, items))
+                    del view
         except BaseException:
             ring.drain()
             raise
@@ -441,6 +453,46 @@ class UploadSession:
         # waiting for it would stall this worker. The slots are waited for when
         # reused, and put_file drains every ring before it returns.
         return refs, seg.end - seg.start
+
+    def _hashed_blocks(self, path: str | Path, seg, ring: BufferRing, mapped: memoryview | None):
+        """Blocks of ``seg`` with their chunks' digests: (file offset, bytes, cuts, digests).
+
+        Hashed through ``mapped`` (a mapping of the segment) when given, else read
+        into the ring's buffers.
+        """
+        if mapped is not None:
+            for pos, size, cuts in tensor_blocks(seg):
+                view = mapped[pos - seg.start : pos - seg.start + size]
+                digests = hash_mapped(view, cuts)
+                if digests is None:
+                    raise InvalidPath(f"{path} changed while being read")
+                yield pos, view, cuts, digests
+            return
+        with open(path, "rb") as f:
+            for block_off, view, cuts in cut(f, seg, into=ring.take):
+                yield block_off, view, cuts, hash_chunks(view, cuts)
+
+    def _first_chunk_known(self, path: str | Path, seg) -> bool:
+        """Whether this push stores the first chunk of tensor piece ``seg`` already (read to tell)."""
+        n = tensor_chunks(seg.end - seg.start)[0]
+        with open(path, "rb", buffering=0) as f:
+            first = os.pread(f.fileno(), n, seg.start)
+        if len(first) != n:
+            return False  # reading reports the change
+        d = blake3.blake3(first).digest()
+        return d in self._index or d in self._pending
+
+    def _claim_new(self, digests: list[bytes], cuts: list[tuple[int, int]]) -> list[tuple[int, int, bytes]]:
+        """The chunks of a block this push must store, claimed: (offset, length, digest)."""
+        new: list[tuple[int, int, bytes]] = []
+        with self._claim:
+            for (off, ln), d in zip(cuts, digests):
+                if d in self._pending or d in self._index:
+                    continue
+                self._pending.add(d)
+                new.append((off, ln, d))
+                self.new_bytes += ln
+        return new
 
     def _ring(self) -> BufferRing:
         ring = getattr(self._local, "ring", None)
@@ -459,19 +511,6 @@ class UploadSession:
             )
             self._sealer = self._pools[2]
         return self._pools[0], self._pools[1]
-
-    def _hash_and_claim(self, view: memoryview, cuts: list[tuple[int, int]]):
-        """Digests of a block's chunks, and the chunks this push must store: (offset, length, digest)."""
-        digests = hash_chunks(view, cuts)
-        new: list[tuple[int, int, bytes]] = []
-        with self._claim:
-            for (off, ln), d in zip(cuts, digests):
-                if d in self._pending or d in self._index:
-                    continue
-                self._pending.add(d)
-                new.append((off, ln, d))
-                self.new_bytes += ln
-        return digests, new
 
     def put_chunks(self, chunks: Iterable[tuple[Digest, bytes | memoryview, int, int]]) -> int:
         """Store chunks cut elsewhere (a remote client's upload): ``(digest, bytes, elem, phase)`` each.
@@ -716,6 +755,21 @@ def _encode_blocks(blocks: list) -> list:
             kind, parts = codec.encode_planes(view, planes, n, plan, off, ln, first, k0, k1, compressed)
             out.append((d, kind, parts, ln))
     return [item for out in done for item in out]
+
+
+def _own_copy(path: str | Path, view: memoryview, new: list[tuple[int, int, bytes]], ring: BufferRing) -> memoryview:
+    """A block of a file's mapping copied into the ring, for its new chunks to be stored from.
+
+    The file may have been rewritten since the block was hashed: the new chunks
+    are hashed again from the copy, so no chunk is stored under a digest its
+    bytes do not have.
+    """
+    own = ring.take(len(view))
+    if not copy_mapped(own, view):
+        raise InvalidPath(f"{path} changed while being read")
+    if hash_chunks(own, [(off, ln) for off, ln, _ in new]) != [d for _, _, d in new]:
+        raise InvalidPath(f"{path} changed while being read")
+    return own
 
 
 def _opaque(data: memoryview, plan: codec.Plan) -> tuple[int, list]:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import blake3
 
 from modelkeep.errors import InvalidInput
 
-__all__ = ["Digest", "hash_bytes", "hash_chunks", "hash_views", "Hasher", "LANES"]
+__all__ = ["Digest", "hash_bytes", "hash_chunks", "hash_mapped", "hash_views", "copy_mapped", "Hasher", "LANES", "MAPPED"]
 
 try:  # BLAKE3 of many equal chunks in one call (modelkeep/store/_lanes.c), where built and the CPU runs it
     from modelkeep.store import _lanes
@@ -16,6 +17,9 @@ try:  # BLAKE3 of many equal chunks in one call (modelkeep/store/_lanes.c), wher
     LANES = _lanes.available()
 except ImportError:
     LANES = False
+
+# Files can be hashed through a mapping (hash_mapped) where the helper runs and guards its reads.
+MAPPED = LANES and hasattr(_lanes, "hash_mapped")
 
 ALGO = "blake3"
 
@@ -91,20 +95,59 @@ def hash_chunks(view: memoryview, cuts: list[tuple[int, int]]) -> list[bytes]:
     if not LANES:
         return [blake3.blake3(view[off : off + ln]).digest() for off, ln in cuts]
     out: list[bytes] = []
+    for off, ln, n in _runs(cuts):
+        if n == 1:
+            out.append(blake3.blake3(view[off : off + ln]).digest())
+        else:
+            digests = bytearray(32 * n)
+            _lanes.hash_equal(view[off : off + n * ln], ln, n, digests)
+            out += [bytes(digests[k : k + 32]) for k in range(0, len(digests), 32)]
+    return out
+
+
+def _runs(cuts: list[tuple[int, int]]) -> Iterator[tuple[int, int, int]]:
+    """``cuts`` as runs of back-to-back chunks of one length: (offset, length, count)."""
     i = 0
     while i < len(cuts):
         off, ln = cuts[i]
         j = i + 1
         while j < len(cuts) and cuts[j][1] == ln and cuts[j][0] == off + (j - i) * ln:
             j += 1
-        if j - i == 1:
-            out.append(blake3.blake3(view[off : off + ln]).digest())
-        else:
-            digests = bytearray(32 * (j - i))
-            _lanes.hash_equal(view[off : off + (j - i) * ln], ln, j - i, digests)
-            out += [bytes(digests[k : k + 32]) for k in range(0, len(digests), 32)]
+        yield off, ln, j - i
         i = j
+
+
+def hash_mapped(view: memoryview, cuts: list[tuple[int, int]]) -> list[bytes] | None:
+    """``hash_chunks`` of a view of a file's mapping, or None when the file shrank under it.
+
+    Every byte is read by a guarded native call (see ``copy_mapped``); a chunk
+    whose length differs from its neighbours' is copied out first. Only where
+    ``MAPPED``.
+    """
+    out: list[bytes] = []
+    for off, ln, n in _runs(cuts):
+        if n == 1:
+            own = bytearray(ln)
+            if not _lanes.copy_mapped(own, view[off : off + ln]):
+                return None
+            out.append(blake3.blake3(own).digest())
+        else:
+            digests = bytearray(32 * n)
+            if not _lanes.hash_mapped(view[off : off + n * ln], ln, n, digests):
+                return None
+            out += [bytes(digests[k : k + 32]) for k in range(0, len(digests), 32)]
     return out
+
+
+def copy_mapped(dst: memoryview | bytearray, src: memoryview) -> bool:
+    """``dst[:len(src)] = src`` from a file's mapping; False when the file shrank under it.
+
+    Touching a mapped page past the end of a file that was truncated raises
+    SIGBUS, which ends the process; the native call catches it in its own
+    thread instead. Bytes of a mapping must be read through it or hash_mapped,
+    never by Python code. Only where ``MAPPED``.
+    """
+    return _lanes.copy_mapped(dst, src)
 
 
 def hash_views(views: list[memoryview]) -> list[bytes]:

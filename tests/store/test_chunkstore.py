@@ -304,3 +304,96 @@ def test_file_digest_is_blake3_derive_key_of_chunk_digests_then_lengths():
     assert file_digest(chunks[::-1]) != file_digest(chunks)  # order matters
     assert file_digest([ChunkRef(Digest(a), 6), ChunkRef(Digest(b), 5)]) != file_digest(chunks)  # lengths too
     assert file_digest([ChunkRef(Digest(a), 5)]).raw != a  # never the chunk's own digest
+
+
+def _tensor_file(path: Path, tensors: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_safetensors(path, tensors)
+
+
+def test_pieces_already_stored_are_hashed_through_a_mapping(local_store, tmp_path, monkeypatch):
+    # A fine-tune: tensors left as they were are hashed through a mapping (no
+    # copy); a tensor whose first chunk is unchanged but whose tail changed is
+    # met in a mapped piece, copied out and stored. Same chunks as reading.
+    import contextlib
+
+    import modelkeep.store.chunkstore as cs
+    from modelkeep.store.digest import MAPPED
+
+    t = model_tensors(6, 1024 * 1024)  # 4 MiB tensors: one piece each, two blocks
+    base = _tensor_file(tmp_path / "a" / "model.safetensors", t)
+    push(local_store, base)
+    t["layer2.weight"] = t["layer2.weight"].copy()
+    t["layer2.weight"][600_000:] += 0.5  # the tensor's second block only
+    ft = _tensor_file(tmp_path / "b" / "model.safetensors", t)
+
+    mapped_pieces = []
+    real = cs.map_range
+
+    @contextlib.contextmanager
+    def counting(path, start, end):
+        with real(path, start, end) as view:
+            if view is not None:
+                mapped_pieces.append(start)
+            yield view
+
+    monkeypatch.setattr(cs, "map_range", counting)
+    (e,), s = push(local_store, ft)
+    if MAPPED:
+        assert len(mapped_pieces) == 6
+    tail = 4 * 1024 * 1024 - (600_000 * 4 // 65536) * 65536  # the changed tensor's chunks from its first changed one
+    assert tail <= s.new_bytes <= tail + 64 * 1024  # and the header
+    out = tmp_path / "out"
+    local_store.read_file(e, out)
+    assert out.read_bytes() == ft.read_bytes()
+
+    # the entry is the one reading every byte gives
+    monkeypatch.setattr(cs, "map_range", lambda *a: contextlib.nullcontext())
+    other = open_store(f"file://{tmp_path / 'other'}")
+    push(other, base)
+    (e_read,), _ = push(other, ft)
+    assert e_read == e
+    assert local_store.fsck([Manifest.of([e])]).problems == ()
+
+
+@pytest.mark.parametrize("change", ["truncated", "rewritten"])
+def test_a_file_changed_under_its_mapping_fails_the_push_cleanly(local_store, tmp_path, monkeypatch, change):
+    # truncated: the next page read would raise SIGBUS; the guarded read reports it.
+    # rewritten in place after hashing: the new chunk's bytes no longer match the
+    # digest it was claimed under, and must not be stored under it.
+    import modelkeep.store.chunkstore as cs
+    from modelkeep.errors import InvalidPath
+    from modelkeep.store.digest import MAPPED
+
+    if not MAPPED:
+        pytest.skip("files are read, not mapped, where the native helper does not run")
+    t = model_tensors(4, 1024 * 1024)
+    base = _tensor_file(tmp_path / "a" / "model.safetensors", t)
+    push(local_store, base)
+    t["layer1.weight"] = t["layer1.weight"].copy()
+    t["layer1.weight"][600_000:] += 0.5
+    ft = _tensor_file(tmp_path / "b" / "model.safetensors", t)
+    real_hash = cs.hash_mapped
+
+    meddled = []
+
+    def meddling_hash(view, cuts):
+        got = real_hash(view, cuts)
+        if meddled:
+            return got
+        if change == "truncated":
+            os.truncate(ft, 4096)
+            meddled.append(True)
+        elif any(d not in local_store.index for d in got or ()):  # a block with new chunks, before its copy
+            with open(ft, "r+b") as f:
+                f.seek(4096)
+                f.write(os.urandom(ft.stat().st_size - 4096))
+            meddled.append(True)
+        return got
+
+    monkeypatch.setattr(cs, "hash_mapped", meddling_hash)
+    with pytest.raises((InvalidPath, OSError), match="changed while being read"):
+        push(local_store, ft)
+    assert meddled
+    monkeypatch.setattr(cs, "hash_mapped", real_hash)
+    assert local_store.fsck([]).problems == ()  # nothing stored under a wrong digest

@@ -57,3 +57,55 @@ def test_hash_chunks_mixes_runs_and_odd_chunks(native, monkeypatch):
     got = digest.hash_chunks(memoryview(data), cuts)
     assert got == _expected(data, cuts)
     assert digest.hash_chunks(memoryview(data), []) == []
+
+
+_GUARD_CHILD = r"""
+import faulthandler, mmap, os, sys
+from modelkeep.store import _lanes
+from modelkeep.store.digest import hash_chunks, hash_mapped
+if sys.argv[2] == "faulthandler":
+    faulthandler.enable()
+path = sys.argv[1]
+fd = os.open(path, os.O_RDONLY)
+m = mmap.mmap(fd, 1 << 20, access=mmap.ACCESS_READ)
+view = memoryview(m)
+cuts = [(i, 65536) for i in range(0, 1 << 20, 65536)] + []
+with open(path, "rb") as f:
+    data = f.read()
+assert hash_mapped(view, cuts) == hash_chunks(memoryview(data), cuts)
+copy = bytearray(1 << 20)
+assert _lanes.copy_mapped(copy, view) and copy == data
+os.truncate(path, 4096)  # every page but the first is now past the end of the file
+for _ in range(3):  # each time, not only the first (the signal mask is restored)
+    assert hash_mapped(view, cuts) is None
+    assert _lanes.copy_mapped(copy, view[8192:]) is False
+assert _lanes.copy_mapped(copy, view[:4096]) is True  # the page still in the file reads
+if sys.argv[2] == "faulthandler":
+    faulthandler.enable()  # installed over ours: the next guarded call takes SIGBUS back
+    assert _lanes.copy_mapped(copy, view[8192:]) is False
+print("guarded", flush=True)
+view[500000]  # an unguarded read: SIGBUS ends the process, as it always did
+print("survived", flush=True)
+"""
+
+
+@pytest.mark.skipif(not digest.MAPPED, reason="the mapped reads need the native helper and AVX-512F")
+@pytest.mark.parametrize("handler", ["default", "faulthandler"])
+def test_reads_of_a_mapping_survive_the_file_shrinking(tmp_path, handler):
+    # A push hashes files through a mapping. A file truncated meanwhile would
+    # raise SIGBUS on the next page read; the guarded reads answer "changed"
+    # instead, and a fault anywhere else still ends the process (in a child
+    # here, so a broken guard fails this test rather than killing the run).
+    import signal
+    import subprocess
+    import sys
+
+    path = tmp_path / "f.bin"
+    path.write_bytes(os.urandom(1 << 20))
+    proc = subprocess.run(
+        [sys.executable, "-c", _GUARD_CHILD, str(path), handler], capture_output=True, text=True, timeout=120
+    )
+    assert proc.stdout.split() == ["guarded"], proc.stderr
+    assert proc.returncode == -signal.SIGBUS, (proc.returncode, proc.stderr)
+    if handler == "faulthandler":
+        assert "Bus error" in proc.stderr
