@@ -113,22 +113,18 @@ class FileEntry:
             "size": self.size,
             "executable": self.executable,
             # chunk list as "hex:size" strings: compact, and still plain JSON
-            "chunks": [f"{c.digest.hex}:{c.size}" for c in self.chunks],
+            "chunks": _chunk_strings(self.chunks),
         }
 
     @classmethod
     def from_json(cls, data: dict, format: int = FORMAT) -> FileEntry:
         """An entry from its JSON; in format 2, its digest must be its chunk list's (InvalidInput if not)."""
         try:
-            chunks = []
-            for item in data["chunks"]:
-                hexpart, _, size = item.partition(":")
-                chunks.append(ChunkRef(Digest.from_hex(hexpart), int(size)))
             entry = cls(
                 path=normalize_path(data["path"]),
                 digest=Digest.parse(data["digest"]),
                 size=int(data["size"]),
-                chunks=tuple(chunks),
+                chunks=_parse_chunks(data["chunks"]),
                 executable=bool(data.get("executable", False)),
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -138,6 +134,31 @@ class FileEntry:
         if format >= 2 and file_digest(entry.chunks) != entry.digest:
             raise InvalidInput(f"manifest entry {entry.path!r}: its digest is not the digest of its chunk list")
         return entry
+
+
+def _chunk_strings(chunks: Sequence[ChunkRef]) -> list[str]:
+    hexes = b"".join([c.digest.raw for c in chunks]).hex()
+    return [f"{hexes[i : i + 64]}:{c.size}" for i, c in zip(range(0, len(hexes), 64), chunks)]
+
+
+def _parse_chunks(items: object) -> tuple[ChunkRef, ...]:
+    """A chunk list from its JSON (``"<64 lowercase hex>:<size>"`` each). Raises ValueError, TypeError.
+
+    The digests are decoded all at once: one by one, the ~16k chunks of a GiB
+    cost a pull ~25 ms before its first byte.
+    """
+    if not isinstance(items, list):
+        raise TypeError("chunks must be a list")
+    hexes = "".join([item[:64] for item in items])
+    if any(item[64:65] != ":" for item in items):
+        raise ValueError("a chunk is not written as '<digest hex>:<size>'")
+    sizes = [int(item[65:]) for item in items]
+    raw = bytes.fromhex(hexes)
+    if raw.hex() != hexes:  # upper case or spaces decode too, but are not how a digest is written
+        raise ValueError("a chunk digest is not 64 lowercase hex digits")
+    if sizes and min(sizes) < 0:
+        raise ValueError("a chunk size is negative")
+    return tuple(ChunkRef(Digest(raw[i : i + 32]), n) for i, n in zip(range(0, len(raw), 32), sizes))
 
 
 @dataclass(frozen=True, slots=True)

@@ -278,6 +278,19 @@ def test_manifest_from_its_parsed_json_round_trips_and_refuses_bad_shapes():
         {"format": 1, "files": [{"path": "x", "digest": str(Digest(bytes(32))), "size": 4, "chunks": []}]},
         lying,  # a file digest that is not its chunk list's
     ]
+    good = "ab" * 32 + ":5"
+    for chunks in (
+        good,  # not a list
+        [good.upper()],  # digests are written in lower case
+        ["ab" * 31 + ":5"],  # 62 hex digits
+        ["ab" * 31 + "  :5"],  # spaces decode, but are not a digest
+        ["ab" * 32 + "5"],  # no colon
+        ["ab" * 32 + ":-5"],  # negative size
+        ["ab" * 32 + ":five"],
+        [["ab" * 32, 5]],  # not a string
+    ):
+        entry = {"path": "x", "digest": str(Digest(bytes(32))), "size": 5, "chunks": chunks}
+        bad.append({"format": 1, "files": [entry]})
     for d in bad:
         with pytest.raises(InvalidInput):
             Manifest.from_doc(d)
