@@ -63,8 +63,12 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int], None]
-_IN_FLIGHT = 3  # pieces being cut and encoded ahead of the one whose chunk list is collected
-_PIECE = 4 * 1024 * 1024  # push: tensors are cut and encoded in parts of this size
+# Pieces of 16 MiB, six ahead: against 4 MiB and three, a fine-tune's push took
+# 0.31 s instead of 0.38 s (fewer tasks, futures and mappings; interleaved runs)
+# and a first push the same time.
+_IN_FLIGHT = 6  # pieces being cut and encoded ahead of the one whose chunk list is collected
+_PIECE = 16 * 1024 * 1024  # push: tensors are cut and encoded in parts of this size
+_MAPPED_BLOCK = 4 * 1024 * 1024  # bytes of a mapped piece hashed per call (read ones: chunking.BLOCK)
 _READ_BATCH = 2 * 1024 * 1024  # pull: bytes of a run read, decoded and verified at once (stays in cache)
 
 
@@ -461,7 +465,7 @@ class UploadSession:
         into the ring's buffers.
         """
         if mapped is not None:
-            for pos, size, cuts in tensor_blocks(seg):
+            for pos, size, cuts in tensor_blocks(seg, _MAPPED_BLOCK):
                 view = mapped[pos - seg.start : pos - seg.start + size]
                 digests = hash_mapped(view, cuts)
                 if digests is None:
