@@ -34,14 +34,14 @@ import blake3
 
 from modelkeep._gc import collector_paused
 from modelkeep.client.cache import ChunkCache
-from modelkeep.errors import ChunkNotFound, CorruptData, StorageError
+from modelkeep.errors import ChunkNotFound, CorruptData, InvalidPath, StorageError
 from modelkeep.registry import tree
 from modelkeep.registry.provenance import capture as capture_provenance
 from modelkeep.registry.types import Version
 from modelkeep.registry.wire import from_wire, to_wire
 from modelkeep.store.buffers import BufferPool
 from modelkeep.store.chunking import MAX_CHUNK, MIN_CHUNK
-from modelkeep.store.digest import Digest
+from modelkeep.store.digest import Digest, copy_mapped
 from modelkeep.store.manifest import Destination, FileEntry, Manifest
 from modelkeep.store.scan import scan_file
 
@@ -149,7 +149,9 @@ class _Uploader:
         at = self._used
         UP_FRAME.pack_into(self._body, at, digest, len(data), elem, phase)
         end = at + UP_FRAME.size + len(data)
-        self._body[at + UP_FRAME.size : end] = data
+        # the bytes may lie in a mapping of the file (scan_file): a guarded copy
+        if not copy_mapped(memoryview(self._body)[at + UP_FRAME.size : end], data):
+            raise InvalidPath("a file changed while being read")
         self._used = end
         self._frames.append((digest, at, len(data)))
         if end - UP_FRAME.size * len(self._frames) >= self._batch_bytes:

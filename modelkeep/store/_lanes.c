@@ -481,6 +481,8 @@ static PyObject *lanes_hash_mapped(PyObject *self, PyObject *args)
     return ret;
 }
 
+#define COPY_WITHOUT_LOCK (1 << 20)
+
 static PyObject *lanes_copy_mapped(PyObject *self, PyObject *args)
 {
     Py_buffer dst, src;
@@ -494,9 +496,13 @@ static PyObject *lanes_copy_mapped(PyObject *self, PyObject *args)
     } else {
         struct copy_args a = {dst.buf, src.buf, (size_t)src.len};
         int rc;
-        Py_BEGIN_ALLOW_THREADS
-        rc = guarded(do_copy, &a);
-        Py_END_ALLOW_THREADS
+        if (src.len < COPY_WITHOUT_LOCK) {
+            rc = guarded(do_copy, &a); /* a chunk: quicker than giving the lock up and waiting for it */
+        } else {
+            Py_BEGIN_ALLOW_THREADS
+            rc = guarded(do_copy, &a);
+            Py_END_ALLOW_THREADS
+        }
         ret = PyBool_FromLong(rc == 0);
     }
     PyBuffer_Release(&dst);

@@ -41,14 +41,14 @@ from modelkeep.errors import ChunkNotFound, CorruptData, InvalidInput, InvalidPa
 from modelkeep.store import codec
 from modelkeep.store.backends import Backend, open_backend
 from modelkeep.store.buffers import BufferPool, BufferRing
-from modelkeep.store.chunking import MAX_CHUNK, cut, pieces, segments, tensor_blocks, tensor_chunks
-from modelkeep.store.digest import MAPPED, Digest, copy_mapped, hash_chunks, hash_mapped, hash_views
+from modelkeep.store.chunking import MAX_CHUNK, cut, pieces, segments, tensor_chunks
+from modelkeep.store.digest import MAPPED, Digest, copy_mapped, hash_chunks, hash_views
 from modelkeep.store.gc import GC_GENERATION
 from modelkeep.store.index import Index
 from modelkeep.store.manifest import ChunkRef, FileEntry, Manifest, normalize_path
 from modelkeep.store.packs import PACK_TARGET, PackWriter, pack_name
 from modelkeep.store.planes import shuffle_many
-from modelkeep.store.scan import map_range, open_source
+from modelkeep.store.scan import map_range, mapped_blocks, open_source
 
 __all__ = [
     "ChunkStore",
@@ -68,7 +68,6 @@ Progress = Callable[[int], None]
 # and a first push the same time.
 _IN_FLIGHT = 6  # pieces being cut and encoded ahead of the one whose chunk list is collected
 _PIECE = 16 * 1024 * 1024  # push: tensors are cut and encoded in parts of this size
-_MAPPED_BLOCK = 4 * 1024 * 1024  # bytes of a mapped piece hashed per call (read ones: chunking.BLOCK)
 _READ_BATCH = 2 * 1024 * 1024  # pull: bytes of a run read, decoded and verified at once (stays in cache)
 
 
@@ -465,12 +464,7 @@ class UploadSession:
         into the ring's buffers.
         """
         if mapped is not None:
-            for pos, size, cuts in tensor_blocks(seg, _MAPPED_BLOCK):
-                view = mapped[pos - seg.start : pos - seg.start + size]
-                digests = hash_mapped(view, cuts)
-                if digests is None:
-                    raise InvalidPath(f"{path} changed while being read")
-                yield pos, view, cuts, digests
+            yield from mapped_blocks(path, seg, mapped)
             return
         with open(path, "rb") as f:
             for block_off, view, cuts in cut(f, seg, into=ring.take):

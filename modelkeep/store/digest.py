@@ -145,8 +145,11 @@ def copy_mapped(dst: memoryview | bytearray, src: memoryview) -> bool:
     Touching a mapped page past the end of a file that was truncated raises
     SIGBUS, which ends the process; the native call catches it in its own
     thread instead. Bytes of a mapping must be read through it or hash_mapped,
-    never by Python code. Only where ``MAPPED``.
+    never by Python code. Where not ``MAPPED``, no file is mapped: a plain copy.
     """
+    if not MAPPED:
+        dst[: len(src)] = src
+        return True
     return _lanes.copy_mapped(dst, src)
 
 

@@ -10,20 +10,25 @@ from __future__ import annotations
 import mmap
 import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import BinaryIO
 
 from modelkeep.errors import InvalidPath
 from modelkeep.store.buffers import BufferRing
-from modelkeep.store.chunking import cut, segments
-from modelkeep.store.digest import MAPPED, Digest, hash_chunks
+from modelkeep.store.chunking import Segment, cut, pieces, segments, tensor_blocks
+from modelkeep.store.digest import MAPPED, Digest, hash_chunks, hash_mapped
 from modelkeep.store.manifest import ChunkRef, FileEntry
 
-__all__ = ["scan_file", "open_source", "map_range", "OnChunk"]
+__all__ = ["scan_file", "open_source", "map_range", "mapped_blocks", "OnChunk", "MAP_PIECE", "MAPPED_BLOCK"]
 
-# (digest, bytes, element size, phase): the bytes are valid only during the call
+# (digest, bytes, element size, phase): the bytes are valid only during the call, and
+# may lie in a mapping of the file: copy them with digest.copy_mapped
 OnChunk = Callable[[bytes, memoryview, int, int], None]
+
+
+MAP_PIECE = 16 * 1024 * 1024  # a tensor is mapped this much at a time (pages hashed leave the process)
+MAPPED_BLOCK = 4 * 1024 * 1024  # bytes of a mapping hashed per call
 
 
 def open_source(path: str | Path) -> BinaryIO:
@@ -70,19 +75,44 @@ def map_range(path: str | Path, start: int, end: int) -> Iterator[memoryview | N
             pass
 
 
+def mapped_blocks(path: str | Path, seg: Segment, mapped: memoryview, block: int = MAPPED_BLOCK):
+    """Blocks of tensor segment ``seg`` through ``mapped`` (its ``map_range``) with their chunks' digests:
+    (file offset, bytes, cuts, digests), as ``cut`` and ``hash_chunks`` give them. Raises InvalidPath
+    when the file shrinks meanwhile."""
+    for pos, size, cuts in tensor_blocks(seg, block):
+        view = mapped[pos - seg.start : pos - seg.start + size]
+        digests = hash_mapped(view, cuts)
+        if digests is None:
+            raise InvalidPath(f"{path} changed while being read")
+        yield pos, view, cuts, digests
+
+
 def scan_file(path: str | Path, rel: str, on_chunk: OnChunk | None = None) -> FileEntry:
-    """The entry of the file at ``path`` named ``rel``. Raises InvalidPath."""
+    """The entry of the file at ``path`` named ``rel``. Raises InvalidPath.
+
+    Tensors are hashed through a mapping of the file, a piece at a time (no
+    copy of bytes nobody keeps); ``on_chunk`` copies what it keeps with
+    ``digest.copy_mapped``.
+    """
     with open_source(path) as f:
         st = os.fstat(f.fileno())
         refs: list[ChunkRef] = []
         buf = BufferRing(1)  # one block buffer, reused: on_chunk copies what it keeps
         for seg in segments(f, st.st_size, rel):
-            for block_off, view, cuts in cut(f, seg, into=buf.take):
-                for (off, ln), d in zip(cuts, hash_chunks(view, cuts)):
-                    refs.append(ChunkRef(Digest(d), ln))
-                    if on_chunk is not None:
-                        phase = (block_off + off - seg.start) % seg.elem if seg.elem else 0
-                        on_chunk(d, view[off : off + ln], seg.elem, phase)
+            for piece in pieces(seg, MAP_PIECE) if seg.tensor and MAPPED else [seg]:
+                with map_range(path, piece.start, piece.end) if piece.tensor else nullcontext() as mapped:
+                    if mapped is not None:
+                        blocks = mapped_blocks(path, piece, mapped)
+                    else:
+                        blocks = ((o, v, c, hash_chunks(v, c)) for o, v, c in cut(f, piece, into=buf.take))
+                    for block_off, view, cuts, digests in blocks:
+                        for (off, ln), d in zip(cuts, digests):
+                            refs.append(ChunkRef(Digest(d), ln))
+                            if on_chunk is not None:
+                                phase = (block_off + off - seg.start) % seg.elem if seg.elem else 0
+                                on_chunk(d, view[off : off + ln], seg.elem, phase)
+                        del view
+                    del blocks
     entry = FileEntry.of_chunks(rel, refs, bool(st.st_mode & 0o111))
     if entry.size != st.st_size:
         raise InvalidPath(f"{path} changed while being read")

@@ -374,8 +374,8 @@ def test_a_file_changed_under_its_mapping_fails_the_push_cleanly(local_store, tm
     # truncated: the next page read would raise SIGBUS; the guarded read reports it.
     # rewritten in place after hashing: the new chunk's bytes no longer match the
     # digest it was claimed under, and must not be stored under it.
-    import modelkeep.store.chunkstore as cs
     from modelkeep.errors import InvalidPath
+    from modelkeep.store import scan
     from modelkeep.store.digest import MAPPED
 
     if not MAPPED:
@@ -386,7 +386,7 @@ def test_a_file_changed_under_its_mapping_fails_the_push_cleanly(local_store, tm
     t["layer1.weight"] = t["layer1.weight"].copy()
     t["layer1.weight"][600_000:] += 0.5
     ft = _tensor_file(tmp_path / "b" / "model.safetensors", t)
-    real_hash = cs.hash_mapped
+    real_hash = scan.hash_mapped
 
     meddled = []
 
@@ -404,9 +404,43 @@ def test_a_file_changed_under_its_mapping_fails_the_push_cleanly(local_store, tm
             meddled.append(True)
         return got
 
-    monkeypatch.setattr(cs, "hash_mapped", meddling_hash)
+    monkeypatch.setattr(scan, "hash_mapped", meddling_hash)
     with pytest.raises((InvalidPath, OSError), match="changed while being read"):
         push(local_store, ft)
     assert meddled
-    monkeypatch.setattr(cs, "hash_mapped", real_hash)
+    monkeypatch.setattr(scan, "hash_mapped", real_hash)
     assert local_store.fsck([]).problems == ()  # nothing stored under a wrong digest
+
+
+def test_scan_hashes_through_a_mapping_and_hands_over_the_same_bytes(tmp_path, monkeypatch):
+    # mk digest and a remote push scan files: through a mapping where the native
+    # helper runs, the entry and the chunk bytes handed on are those of reading.
+    from modelkeep.errors import InvalidPath
+    from modelkeep.store import scan
+    from modelkeep.store.digest import copy_mapped
+
+    src = _tensor_file(tmp_path / "m.safetensors", model_tensors(3, 5 * 1024 * 1024))  # 20 MiB tensors: two pieces
+
+    def collect():
+        got = []
+
+        def keep(d, data, elem, phase):
+            own = bytearray(len(data))
+            assert copy_mapped(own, data)
+            got.append((d, bytes(own), elem, phase))
+
+        return scan.scan_file(src, "m.safetensors", keep), got
+
+    mapped_entry, mapped_chunks = collect()
+    monkeypatch.setattr(scan, "MAPPED", False)
+    read_entry, read_chunks = collect()
+    assert mapped_entry == read_entry and mapped_chunks == read_chunks
+    data = src.read_bytes()
+    assert b"".join(c[1] for c in read_chunks) == data
+    monkeypatch.undo()
+
+    def truncating(d, data, elem, phase):
+        os.truncate(src, 4096)
+
+    with pytest.raises((InvalidPath, OSError), match="changed while being read"):
+        scan.scan_file(src, "m.safetensors", truncating)
