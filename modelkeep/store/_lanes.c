@@ -262,30 +262,38 @@ static void hash_equal_n(const uint8_t *src, size_t len, size_t count, uint8_t *
 }
 #endif
 
+/* The arguments of hash_equal and hash_mapped, checked: 0, or -1 with an exception set and no buffer held. */
+static int equal_args(PyObject *args, Py_buffer *src, Py_ssize_t *len, Py_ssize_t *count, Py_buffer *out)
+{
+    if (!PyArg_ParseTuple(args, "y*nnw*", src, len, count, out))
+        return -1;
+    if (!lanes_available())
+        PyErr_SetString(PyExc_RuntimeError, "this CPU lacks AVX-512F");
+    else if (*len < 0 || *count < 0 || (*len > 0 && *count > src->len / *len))
+        PyErr_SetString(PyExc_ValueError, "source is shorter than count chunks of length bytes");
+    else if (*count > out->len / 32)
+        PyErr_SetString(PyExc_ValueError, "output is shorter than 32 bytes per chunk");
+    else
+        return 0;
+    PyBuffer_Release(src);
+    PyBuffer_Release(out);
+    return -1;
+}
+
 static PyObject *lanes_hash_equal(PyObject *self, PyObject *args)
 {
     Py_buffer src, out;
     Py_ssize_t len, count;
-    if (!PyArg_ParseTuple(args, "y*nnw*", &src, &len, &count, &out))
+    if (equal_args(args, &src, &len, &count, &out) < 0)
         return NULL;
-    PyObject *ret = NULL;
-    if (!lanes_available()) {
-        PyErr_SetString(PyExc_RuntimeError, "this CPU lacks AVX-512F");
-    } else if (len < 0 || count < 0 || (len > 0 && count > src.len / len)) {
-        PyErr_SetString(PyExc_ValueError, "source is shorter than count chunks of length bytes");
-    } else if (count > out.len / 32) {
-        PyErr_SetString(PyExc_ValueError, "output is shorter than 32 bytes per chunk");
-    } else {
 #if MK_X86
-        Py_BEGIN_ALLOW_THREADS
-        hash_equal_n((const uint8_t *)src.buf, (size_t)len, (size_t)count, (uint8_t *)out.buf);
-        Py_END_ALLOW_THREADS
+    Py_BEGIN_ALLOW_THREADS
+    hash_equal_n((const uint8_t *)src.buf, (size_t)len, (size_t)count, (uint8_t *)out.buf);
+    Py_END_ALLOW_THREADS
 #endif
-        ret = Py_NewRef(Py_None);
-    }
     PyBuffer_Release(&src);
     PyBuffer_Release(&out);
-    return ret;
+    Py_RETURN_NONE;
 }
 
 #if MK_X86
@@ -455,16 +463,10 @@ static PyObject *lanes_hash_mapped(PyObject *self, PyObject *args)
 {
     Py_buffer src, out;
     Py_ssize_t len, count;
-    if (!PyArg_ParseTuple(args, "y*nnw*", &src, &len, &count, &out))
+    if (equal_args(args, &src, &len, &count, &out) < 0)
         return NULL;
     PyObject *ret = NULL;
-    if (!lanes_available()) {
-        PyErr_SetString(PyExc_RuntimeError, "this CPU lacks AVX-512F");
-    } else if (len < 0 || count < 0 || (len > 0 && count > src.len / len)) {
-        PyErr_SetString(PyExc_ValueError, "source is shorter than count chunks of length bytes");
-    } else if (count > out.len / 32) {
-        PyErr_SetString(PyExc_ValueError, "output is shorter than 32 bytes per chunk");
-    } else if (install_guard() != 0) {
+    if (install_guard() != 0) {
         PyErr_SetFromErrno(PyExc_OSError);
     } else {
         int rc = 0;
