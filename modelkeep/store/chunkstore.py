@@ -8,11 +8,11 @@ encode them (grouping float bytes and compressing the planes that pay, one call
 per block). A piece whose first chunk is stored already (a tensor a fine-tune
 left alone) is hashed through a mapping of the file, where its pages lie; other
 pieces are read into reused buffers, since their bytes must be copied to be
-stored anyway. One thread appends
-encoded chunks to the open pack, whose bytes go to disk with O_DIRECT; one
-seals finished packs. The file's digest is computed from its chunk list at the
-end, so every byte is hashed once. At most a few blocks per worker are in
-flight, so memory stays bounded whatever the file size.
+stored anyway. One thread appends encoded chunks to the open pack, whose
+bytes go to disk with O_DIRECT; one seals finished packs. The file's digest
+is computed from its chunk list at the end, so every byte is hashed once. At
+most a few blocks per worker are in flight, so memory stays bounded whatever
+the file size.
 
 Pull (``read_file``) reads runs of chunks that lie back to back in a pack with
 one call, decodes and verifies each run with one native call apiece, and
