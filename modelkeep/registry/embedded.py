@@ -167,7 +167,8 @@ class EmbeddedRegistry(Governance, Registry):
         )
         sources = tree.collect(path)
         prov = {**capture_provenance(path), **_versions.json_value(provenance, "provenance")}
-        with self._store.session() as upload:
+        # a record per chunk (~16k per GiB), no cycles: the collector would run ~80 times
+        with collector_paused(), self._store.session() as upload:
             entries = [upload.put_file(f.path, f.rel, progress=progress) for f in sources]
             upload.commit()
             # Still inside the session: gc cannot run until the version row is committed.
