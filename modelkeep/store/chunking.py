@@ -32,6 +32,8 @@ from typing import BinaryIO
 
 import pyfastcdc
 
+from modelkeep.errors import InvalidPath
+
 __all__ = ["Segment", "segments", "pieces", "cut", "tensor_chunks", "tensor_blocks", "AVG_CHUNK", "MIN_CHUNK", "MAX_CHUNK", "BLOCK"]
 
 AVG_CHUNK = 64 * 1024
@@ -183,7 +185,7 @@ def _cut_tensor(f: BinaryIO, seg: Segment, block: int, into: Buffers):
     for pos, size, chunks in tensor_blocks(seg, block):
         view = into(size)
         if _readinto_exact(f, view) != size:
-            raise OSError(f"file changed while being read (expected {size} more bytes)")
+            raise InvalidPath(f"{_name(f)} changed while being read (expected {size} more bytes)")
         yield pos, view, chunks
 
 
@@ -202,7 +204,7 @@ def _cut_cdc(f: BinaryIO, seg: Segment, block: int, into: Buffers):
         view[: len(carry)] = carry
         got = _readinto_exact(f, view[len(carry) :])
         if got != n:
-            raise OSError(f"file changed while being read (expected {n} more bytes, got {got})")
+            raise InvalidPath(f"{_name(f)} changed while being read (expected {n} more bytes, got {got})")
         remaining -= n
         last = remaining == 0
         chunks = [(c.offset, c.length) for c in cdc.cut_buf(view)] if len(view) else []
@@ -216,6 +218,11 @@ def _cut_cdc(f: BinaryIO, seg: Segment, block: int, into: Buffers):
         pos += len(view)
         if last:
             return
+
+
+def _name(f: BinaryIO) -> str:
+    name = getattr(f, "name", None)
+    return name if isinstance(name, str) else "a file"
 
 
 def _readinto_exact(f: BinaryIO, view: memoryview) -> int:

@@ -405,7 +405,7 @@ def test_a_file_changed_under_its_mapping_fails_the_push_cleanly(local_store, tm
         return got
 
     monkeypatch.setattr(scan, "hash_mapped", meddling_hash)
-    with pytest.raises((InvalidPath, OSError), match="changed while being read"):
+    with pytest.raises(InvalidPath, match="changed while being read"):
         push(local_store, ft)
     assert meddled
     monkeypatch.setattr(scan, "hash_mapped", real_hash)
@@ -442,5 +442,5 @@ def test_scan_hashes_through_a_mapping_and_hands_over_the_same_bytes(tmp_path, m
     def truncating(d, data, elem, phase):
         os.truncate(src, 4096)
 
-    with pytest.raises((InvalidPath, OSError), match="changed while being read"):
+    with pytest.raises(InvalidPath, match="changed while being read"):
         scan.scan_file(src, "m.safetensors", truncating)
