@@ -126,6 +126,7 @@ class _Uploader:
         # room for a batch, the chunk that crosses its end, and every frame header
         self._capacity = batch_bytes + MAX_CHUNK + UP_FRAME.size * (batch_bytes // MIN_CHUNK + 2)
         self._body: bytearray | None = None
+        self._view: memoryview | None = None  # of _body: chunks are copied into it
         self._used = 0
         self._frames: list[tuple[bytes, int, int]] = []  # digest, frame offset, chunk length
         self._batch_bytes = batch_bytes
@@ -145,12 +146,13 @@ class _Uploader:
         self._seen.add(digest)
         if self._body is None:
             self._body = self._bodies.take(self._capacity)
+            self._view = memoryview(self._body)
             self._used = 0
         at = self._used
         UP_FRAME.pack_into(self._body, at, digest, len(data), elem, phase)
         end = at + UP_FRAME.size + len(data)
         # the bytes may lie in a mapping of the file (scan_file): a guarded copy
-        if not copy_mapped(memoryview(self._body)[at + UP_FRAME.size : end], data):
+        if not copy_mapped(self._view[at + UP_FRAME.size : end], data):
             raise InvalidPath("a file changed while being read")
         self._used = end
         self._frames.append((digest, at, len(data)))
@@ -161,7 +163,7 @@ class _Uploader:
         if self._body is None:
             return
         body, used, frames = self._body, self._used, self._frames
-        self._body, self._used, self._frames = None, 0, []
+        self._body, self._view, self._used, self._frames = None, None, 0, []
         # Asking first costs a round trip per batch. Once the server has lacked
         # every chunk of several batches in a row (a new model), most batches go
         # out without asking; every fourth still asks, so a run of chunks the

@@ -34,6 +34,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import blake3
 
@@ -41,14 +42,14 @@ from modelkeep.errors import ChunkNotFound, CorruptData, InvalidInput, InvalidPa
 from modelkeep.store import codec
 from modelkeep.store.backends import Backend, open_backend
 from modelkeep.store.buffers import BufferPool, BufferRing
-from modelkeep.store.chunking import MAX_CHUNK, cut, pieces, segments, tensor_chunks
+from modelkeep.store.chunking import MAX_CHUNK, pieces, segments, tensor_chunks
 from modelkeep.store.digest import MAPPED, Digest, copy_mapped, hash_chunks, hash_views
 from modelkeep.store.gc import GC_GENERATION
 from modelkeep.store.index import Index
 from modelkeep.store.manifest import ChunkRef, FileEntry, Manifest, normalize_path
 from modelkeep.store.packs import PACK_TARGET, PackWriter, pack_name
 from modelkeep.store.planes import shuffle_many
-from modelkeep.store.scan import map_range, mapped_blocks, open_source
+from modelkeep.store.scan import hashed_blocks, map_range, open_source
 
 __all__ = [
     "ChunkStore",
@@ -431,24 +432,25 @@ class UploadSession:
             # as it was) is hashed where its pages lie, through a mapping: reading
             # it would copy every byte for nothing. Other pieces are mostly new, and
             # their bytes must be copied to be stored anyway: they are read.
-            known = seg.tensor and MAPPED and self._first_chunk_known(path, seg)
-            with map_range(path, seg.start, seg.end) if known else nullcontext() as mapped:
-                for block_off, view, cuts, digests in self._hashed_blocks(path, seg, ring, mapped):
-                    new = self._claim_new(digests, cuts)
-                    items = []
-                    if new:
-                        if mapped is not None and view.obj is mapped.obj:
-                            view = _own_copy(path, view, new, ring)
-                        # decided on the first block with new chunks (most segments of a
-                        # fine-tune have none); tensor blocks start on an element
-                        if plan is None:
-                            plan = codec.plan_for(view, seg.elem)
-                        phase = (block_off - seg.start) % seg.elem if plan.elem else 0
-                        items = _encode_block(view, new, plan, phase, ring.scratch)
-                    refs.extend(ChunkRef(Digest(d), ln) for d, (_, ln) in zip(digests, cuts))
-                    if items:  # the slot's buffers stay untouched until this write is done
-                        ring.hold(packer.submit(self._write, items))
-                    del view
+            with open(path, "rb") as f:
+                known = seg.tensor and MAPPED and self._first_chunk_known(f, seg)
+                with map_range(path, seg.start, seg.end) if known else nullcontext() as mapped:
+                    for block_off, view, cuts, digests in hashed_blocks(path, f, seg, ring.take, mapped):
+                        new = self._claim_new(digests, cuts)
+                        items = []
+                        if new:
+                            if mapped is not None:  # the bytes to store must be our own
+                                view = _own_copy(path, view, new, ring)
+                            # decided on the first block with new chunks (most segments of a
+                            # fine-tune have none); tensor blocks start on an element
+                            if plan is None:
+                                plan = codec.plan_for(view, seg.elem)
+                            phase = (block_off - seg.start) % seg.elem if plan.elem else 0
+                            items = _encode_block(view, new, plan, phase, ring.scratch)
+                        refs.extend(ChunkRef(Digest(d), ln) for d, (_, ln) in zip(digests, cuts))
+                        if items:  # the slot's buffers stay untouched until this write is done
+                            ring.hold(packer.submit(self._write, items))
+                        del view
         except BaseException:
             ring.drain()
             raise
@@ -457,24 +459,10 @@ class UploadSession:
         # reused, and put_file drains every ring before it returns.
         return refs, seg.end - seg.start
 
-    def _hashed_blocks(self, path: str | Path, seg, ring: BufferRing, mapped: memoryview | None):
-        """Blocks of ``seg`` with their chunks' digests: (file offset, bytes, cuts, digests).
-
-        Hashed through ``mapped`` (a mapping of the segment) when given, else read
-        into the ring's buffers.
-        """
-        if mapped is not None:
-            yield from mapped_blocks(path, seg, mapped)
-            return
-        with open(path, "rb") as f:
-            for block_off, view, cuts in cut(f, seg, into=ring.take):
-                yield block_off, view, cuts, hash_chunks(view, cuts)
-
-    def _first_chunk_known(self, path: str | Path, seg) -> bool:
+    def _first_chunk_known(self, f: BinaryIO, seg) -> bool:
         """Whether this push stores the first chunk of tensor piece ``seg`` already (read to tell)."""
         n = tensor_chunks(seg.end - seg.start)[0]
-        with open(path, "rb", buffering=0) as f:
-            first = os.pread(f.fileno(), n, seg.start)
+        first = os.pread(f.fileno(), n, seg.start)
         if len(first) != n:
             return False  # reading reports the change
         d = blake3.blake3(first).digest()

@@ -20,7 +20,7 @@ from modelkeep.store.chunking import Segment, cut, pieces, segments, tensor_bloc
 from modelkeep.store.digest import MAPPED, Digest, hash_chunks, hash_mapped
 from modelkeep.store.manifest import ChunkRef, FileEntry
 
-__all__ = ["scan_file", "open_source", "map_range", "mapped_blocks", "OnChunk", "MAP_PIECE", "MAPPED_BLOCK"]
+__all__ = ["scan_file", "open_source", "map_range", "mapped_blocks", "hashed_blocks", "OnChunk", "MAP_PIECE", "MAPPED_BLOCK"]
 
 # (digest, bytes, element size, phase): the bytes are valid only during the call, and
 # may lie in a mapping of the file: copy them with digest.copy_mapped
@@ -87,6 +87,19 @@ def mapped_blocks(path: str | Path, seg: Segment, mapped: memoryview, block: int
         yield pos, view, cuts, digests
 
 
+def hashed_blocks(path: str | Path, f: BinaryIO, seg: Segment, into: Callable[[int], memoryview], mapped: memoryview | None):
+    """Blocks of ``seg`` with their chunks' digests: (file offset, bytes, cuts, digests).
+
+    Through ``mapped`` (the segment's ``map_range``) when given; else read from
+    ``f`` (the file at ``path``) into buffers from ``into``, as ``cut`` does.
+    """
+    if mapped is not None:
+        yield from mapped_blocks(path, seg, mapped)
+        return
+    for block_off, view, cuts in cut(f, seg, into=into):
+        yield block_off, view, cuts, hash_chunks(view, cuts)
+
+
 def scan_file(path: str | Path, rel: str, on_chunk: OnChunk | None = None) -> FileEntry:
     """The entry of the file at ``path`` named ``rel``. Raises InvalidPath.
 
@@ -101,10 +114,7 @@ def scan_file(path: str | Path, rel: str, on_chunk: OnChunk | None = None) -> Fi
         for seg in segments(f, st.st_size, rel):
             for piece in pieces(seg, MAP_PIECE) if seg.tensor and MAPPED else [seg]:
                 with map_range(path, piece.start, piece.end) if piece.tensor else nullcontext() as mapped:
-                    if mapped is not None:
-                        blocks = mapped_blocks(path, piece, mapped)
-                    else:
-                        blocks = ((o, v, c, hash_chunks(v, c)) for o, v, c in cut(f, piece, into=buf.take))
+                    blocks = hashed_blocks(path, f, piece, buf.take, mapped)
                     for block_off, view, cuts, digests in blocks:
                         for (off, ln), d in zip(cuts, digests):
                             refs.append(ChunkRef(Digest(d), ln))
