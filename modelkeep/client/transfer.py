@@ -40,7 +40,7 @@ from modelkeep.registry.provenance import capture as capture_provenance
 from modelkeep.registry.types import Version
 from modelkeep.registry.wire import from_wire, to_wire
 from modelkeep.store.buffers import BufferPool
-from modelkeep.store.chunking import MAX_CHUNK, MIN_CHUNK
+from modelkeep.store.chunking import MAX_CHUNK
 from modelkeep.store.digest import Digest, copy_mapped
 from modelkeep.store.manifest import Destination, FileEntry, Manifest
 from modelkeep.store.scan import scan_file
@@ -48,6 +48,7 @@ from modelkeep.store.scan import scan_file
 __all__ = ["PushResult", "PullResult", "push_files", "upload", "pull_files", "download"]
 
 API = "/api/v1"
+UP_COUNT = struct.Struct("<I")  # an upload body: how many chunks, then a table of UP_FRAME, then their bytes
 UP_FRAME = struct.Struct("<32sIBB")  # digest | length | float element size | phase in element
 DOWN_FRAME = struct.Struct("<32sI")  # digest | length
 BATCH_BYTES = 8 * 1024 * 1024  # pull: chunks asked for per request
@@ -109,11 +110,12 @@ def _retry(fn: Callable[[], Any], attempts: int = ATTEMPTS) -> Any:
 class _Uploader:
     """Batches of chunks: ask which are missing, upload those, in worker threads.
 
-    Each chunk is copied once, with its frame header, into the batch's request
-    body as it is added, so the chunker's block buffers are free again at once;
-    the bodies come from a small pool (fresh buffers cost a page fault per
-    4 KiB). A batch the server lacks entirely goes out as it is; otherwise the
-    frames it lacks are gathered into a new body.
+    Each chunk is copied once into the batch's body as it is added, so the
+    chunker's block buffers are free again at once; the bodies come from a small
+    pool (fresh buffers cost a page fault per 4 KiB). A request carries a table
+    of the chunks it holds, then their bytes back to back: the server encodes
+    chunks that continue one another as one block. A batch the server lacks
+    entirely goes out as it lies; otherwise the spans of the chunks it lacks.
     """
 
     def __init__(self, http: Any, name: str, *, jobs: int, batch_bytes: int, progress: Progress | None) -> None:
@@ -123,12 +125,11 @@ class _Uploader:
         self._inflight: list[Future] = []
         self._max_inflight = jobs + 1  # one body filling while ``jobs`` are sent
         self._bodies = BufferPool(keep=self._max_inflight + 2)
-        # room for a batch, the chunk that crosses its end, and every frame header
-        self._capacity = batch_bytes + MAX_CHUNK + UP_FRAME.size * (batch_bytes // MIN_CHUNK + 2)
+        self._capacity = batch_bytes + MAX_CHUNK  # room for a batch and the chunk that crosses its end
         self._body: bytearray | None = None
         self._view: memoryview | None = None  # of _body: chunks are copied into it
         self._used = 0
-        self._frames: list[tuple[bytes, int, int]] = []  # digest, frame offset, chunk length
+        self._frames: list[tuple[bytes, int, int, int, int]] = []  # digest, offset, length, elem, phase
         self._batch_bytes = batch_bytes
         self._seen: set[bytes] = set()
         self._progress = progress
@@ -149,20 +150,19 @@ class _Uploader:
             self._view = memoryview(self._body)
             self._used = 0
         at = self._used
-        UP_FRAME.pack_into(self._body, at, digest, len(data), elem, phase)
-        end = at + UP_FRAME.size + len(data)
+        end = at + len(data)
         # the bytes may lie in a mapping of the file (scan_file): a guarded copy
-        if not copy_mapped(self._view[at + UP_FRAME.size : end], data):
+        if not copy_mapped(self._view[at:end], data):
             raise InvalidPath("a file changed while being read")
         self._used = end
-        self._frames.append((digest, at, len(data)))
-        if end - UP_FRAME.size * len(self._frames) >= self._batch_bytes:
+        self._frames.append((digest, at, len(data), elem, phase))
+        if end >= self._batch_bytes:
             self.flush()
 
     def flush(self) -> None:
         if self._body is None:
             return
-        body, used, frames = self._body, self._used, self._frames
+        body, frames = self._body, self._frames
         self._body, self._view, self._used, self._frames = None, None, 0, []
         # Asking first costs a round trip per batch. Once the server has lacked
         # every chunk of several batches in a row (a new model), most batches go
@@ -171,26 +171,25 @@ class _Uploader:
         # correctness: the server stores only the chunks it lacks.
         self._batches += 1
         ask = self._lacked_all < _ASK_AFTER or self._batches % _ASK_EVERY == 0
-        self._inflight.append(self._pool.submit(self._send, body, used, frames, ask))
+        self._inflight.append(self._pool.submit(self._send, body, frames, ask))
         while len(self._inflight) > self._max_inflight:  # bounded memory: wait for the oldest
             self._inflight.pop(0).result()
 
-    def _send(self, body: bytearray, used: int, frames: list[tuple[bytes, int, int]], ask: bool) -> None:
+    def _send(self, body: bytearray, frames: list[tuple[bytes, int, int, int, int]], ask: bool) -> None:
         try:
-            view = memoryview(body)
             todo = frames
             if ask:
-                names = [str(Digest(d)) for d, _, _ in frames]
+                names = [str(Digest(f[0])) for f in frames]
                 missing = set(missing_chunks(self._http, self._name, names))
                 todo = [f for f, name in zip(frames, names) if name in missing]
                 with self._lock:
                     self._lacked_all = self._lacked_all + 1 if len(todo) == len(frames) else 0
             if todo:
-                if len(todo) == len(frames):
-                    spans = [(0, used)]
-                else:
-                    spans = [(at, at + UP_FRAME.size + ln) for _, at, ln in todo]
-                parts = _pieces(view, spans)
+                table = bytearray(UP_COUNT.size + UP_FRAME.size * len(todo))
+                UP_COUNT.pack_into(table, 0, len(todo))
+                for i, (digest, _, ln, elem, phase) in enumerate(todo):
+                    UP_FRAME.pack_into(table, UP_COUNT.size + i * UP_FRAME.size, digest, ln, elem, phase)
+                parts = [memoryview(table), *_pieces(memoryview(body), [(at, at + ln) for _, at, ln, _, _ in todo])]
                 length = sum(len(p) for p in parts)
                 resp = _retry(
                     lambda: self._http.request(
@@ -202,7 +201,7 @@ class _Uploader:
                     )
                 )
                 new = int(resp.json().get("new_bytes", 0))
-                sent = sum(ln for _, _, ln in todo)
+                sent = sum(f[2] for f in todo)
                 with self._lock:
                     self.sent_bytes += sent
                     self.new_bytes += new
@@ -211,7 +210,7 @@ class _Uploader:
                     if not ask and new < sent:  # it had some: ask again
                         self._lacked_all = 0
             if self._progress:
-                self._progress(sum(ln for _, _, ln in frames))
+                self._progress(sum(f[2] for f in frames))
         finally:
             self._bodies.give(body)
 

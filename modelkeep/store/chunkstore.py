@@ -29,7 +29,7 @@ import time
 import uuid
 from array import array
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -498,71 +498,81 @@ class UploadSession:
             self._sealer = self._pools[2]
         return self._pools[0], self._pools[1]
 
-    def put_chunks(self, chunks: Iterable[tuple[Digest, bytes | memoryview, int, int]]) -> int:
-        """Store chunks cut elsewhere (a remote client's upload): ``(digest, bytes, elem, phase)`` each.
+    def put_chunks(self, data: bytes | memoryview, chunks: Sequence[tuple[bytes, int, int, int]]) -> int:
+        """Store chunks cut elsewhere (a remote client's upload); returns the bytes that were new.
 
-        Every chunk *must* hash to its digest: one mismatch raises CorruptData and
-        nothing of the batch is stored. ``elem`` (0, 2, 4 or 8: the float element
-        size of its tensor) and ``phase`` (its first byte's offset within an
-        element) only guide compression. Chunks the store has are skipped.
-        ``commit`` makes the stored ones durable. Returns the bytes that were new.
+        ``chunks`` are ``(digest, length, elem, phase)``, lying back to back in
+        ``data`` in that order. Every chunk *must* hash to its digest: one
+        mismatch raises CorruptData and nothing of the batch is stored. ``elem``
+        (0, 2, 4 or 8: the float element size of its tensor) and ``phase`` (its
+        first byte's offset within an element) only guide compression. Chunks the
+        store has are skipped. ``commit`` makes the stored ones durable.
         """
-        batch = []
-        for digest, data, elem, phase in chunks:
-            view = memoryview(data).cast("B")
-            if len(view) > MAX_CHUNK:
-                raise InvalidInput(f"chunk {digest} has {len(view)} bytes, more than the {MAX_CHUNK} a chunk may hold")
+        view = memoryview(data).cast("B")
+        views = []
+        pos = 0
+        for digest, ln, elem, phase in chunks:
+            if ln > MAX_CHUNK:
+                raise InvalidInput(f"chunk {Digest(digest)} has {ln} bytes, more than the {MAX_CHUNK} a chunk may hold")
             if elem not in (0, 2, 4, 8) or not 0 <= phase < max(elem, 1):
-                raise InvalidInput(f"chunk {digest}: bad element size {elem} or phase {phase}")
-            batch.append((digest.raw, view, elem, phase))
-        for (d, _, _, _), got in zip(batch, hash_views([b[1] for b in batch])):
+                raise InvalidInput(f"chunk {Digest(digest)}: bad element size {elem} or phase {phase}")
+            views.append(view[pos : pos + ln])
+            pos += ln
+        if pos != len(view):
+            raise InvalidInput(f"the chunks' lengths add up to {pos} bytes, not the {len(view)} given")
+        for (d, _, _, _), got in zip(chunks, hash_views(views)):
             if got != d:
                 raise CorruptData(
                     f"chunk {Digest(d)}: its bytes do not match its digest; nothing of this batch was stored"
                 )
+        # New chunks that lie back to back and continue one another's element grid
+        # form one block, encoded as a push encodes a block of a file: its float
+        # bytes grouped once, every block's planes compressed in one call.
+        blocks: list[tuple[int, int, int, int, list[tuple[int, int, bytes]]]] = []  # start, end, elem, phase, new
         new = 0
-        # New chunks that continue one another's element grid share one plan, as
-        # the chunks of one segment do in put_file.
-        runs: list[list[tuple[bytes, memoryview, int, int]]] = []
-        run_bytes = 0
-        for d, view, elem, phase in batch:
-            with self._claim:
+        pos = 0
+        with self._claim:
+            for d, ln, elem, phase in chunks:
+                at, pos = pos, pos + ln
                 if d in self._pending or d in self._index:
                     continue
                 self._pending.add(d)
-                self.new_bytes += len(view)
-            new += len(view)
-            last = runs[-1][-1] if runs else None
-            if (
-                last is not None
-                and last[2] == elem
-                and (not elem or (last[3] + len(last[1])) % elem == phase)
-                and run_bytes < _RUN_BYTES
-            ):
-                runs[-1].append((d, view, elem, phase))
-                run_bytes += len(view)
-            else:
-                runs.append([(d, view, elem, phase)])
-                run_bytes = len(view)
-        # Each chunk is encoded where it lies in the request body (joining a run into
-        # one block first cost a copy of every byte, as much as it saved), its planes
-        # grouped into a buffer borrowed for the run and compressed with the whole
-        # run's in one call; the run's write is synchronous, so the buffer goes back
-        # to the pool right after.
-        for run in runs:
-            elem, phase = run[0][2], run[0][3]
-            first = run[0][1]
-            # the sample must start on an element, or its byte planes mix
-            plan = codec.plan_for(first[(elem - phase) % elem :] if elem else first, elem)
-            with self._store.scratch.borrow(sum(len(c[1]) for c in run)) as grouped:
-                blocks = []
+                new += ln
+                last = blocks[-1] if blocks else None
+                if (
+                    last is not None
+                    and last[1] == at
+                    and last[2] == elem
+                    and (not elem or (last[3] + at - last[0]) % elem == phase)
+                    and at - last[0] < _RUN_BYTES
+                ):
+                    last[4].append((at - last[0], ln, d))
+                    blocks[-1] = (last[0], pos, elem, last[3], last[4])
+                else:
+                    blocks.append((at, pos, elem, phase, [(0, ln, d)]))
+            self.new_bytes += new
+        # Encoded and written a few blocks at a time: the planes buffer stays small
+        # (fresh memory costs a page fault per 4 KiB), and the write is synchronous,
+        # so the buffer is free again right after.
+        while blocks:
+            take = 1
+            size = blocks[0][1] - blocks[0][0]
+            while take < len(blocks) and size + blocks[take][1] - blocks[take][0] <= _RUN_BYTES:
+                size += blocks[take][1] - blocks[take][0]
+                take += 1
+            group, blocks = blocks[:take], blocks[take:]
+            with self._store.scratch.borrow(size) as grouped:
+                todo = []
                 at = 0
-                for d, view, _, ph in run:
-                    region = grouped[at : at + len(view)]
-                    blocks.append((view, [(0, len(view), d)], plan, ph if plan.elem else 0, lambda n, r=region: r[:n]))
-                    at += len(view)
-                self._write(_encode_blocks(blocks))
-        self.total_bytes += sum(len(b[1]) for b in batch)
+                for start, end, elem, phase, chunk_list in group:
+                    block = view[start:end]
+                    # the sample must start on an element, or its byte planes mix
+                    plan = codec.plan_for(block[(elem - phase) % elem :] if elem else block, elem)
+                    region = grouped[at : at + end - start]
+                    todo.append((block, chunk_list, plan, phase if plan.elem else 0, lambda n, r=region: r[:n]))
+                    at += end - start
+                self._write(_encode_blocks(todo))
+        self.total_bytes += len(view)
         return new
 
     def _write(self, items: list) -> None:
@@ -662,7 +672,7 @@ class _Inline:
 
 _INLINE = _Inline()
 _THREAD_ABOVE = 4 * 1024 * 1024
-_RUN_BYTES = 8 * 1024 * 1024  # put_chunks: largest block encoded at once
+_RUN_BYTES = 4 * 1024 * 1024  # put_chunks: the largest block encoded with one plan, and of blocks encoded at once
 _MIN_ELEMS = codec.MIN_PLANE_ELEMS
 _RING_SLOTS = 4  # blocks each push worker may have in flight (being read, hashed, written)
 

@@ -60,17 +60,34 @@ def test_variant_sends_and_fetches_only_new_chunks(served, tmp_path):
     assert (tmp_path / "pulled-b" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
 
 
+def _body(*chunks: tuple[Digest, bytes], elem: int = 0) -> bytes:
+    """An upload body: the count, the table, then the bytes."""
+    table = b"".join(transfer.UP_FRAME.pack(d.raw, len(b), elem, 0) for d, b in chunks)
+    return transfer.UP_COUNT.pack(len(chunks)) + table + b"".join(b for _, b in chunks)
+
+
 def test_chunk_with_wrong_digest_is_rejected_and_never_stored(served):
     good = os.urandom(5000)
     liar = Digest(blake3.blake3(b"something else").digest())
     right = Digest(blake3.blake3(good).digest())
-    body = transfer.UP_FRAME.pack(right.raw, len(good), 0, 0) + good + transfer.UP_FRAME.pack(liar.raw, len(good), 0, 0) + good
+    post = lambda body: served.http.request("POST", "/api/v1/chunks", params={"name": "team/x"}, content=body)  # noqa: E731
     with pytest.raises(CorruptData):
-        served.http.request("POST", "/api/v1/chunks", params={"name": "team/x"}, content=body)
+        post(_body((right, good), (liar, good)))
     assert served.registry.store.missing([liar, right]) == {liar, right}  # not even the good one of the batch
-    for bad in (b"\x00" * 10, transfer.UP_FRAME.pack(right.raw, 10**6, 0, 0)):
-        with pytest.raises(InvalidInput):  # truncated frames: 422/413, never 500
-            served.http.request("POST", "/api/v1/chunks", params={"name": "team/x"}, content=bad)
+    bad_bodies = [
+        b"\x00" * 3,  # no count
+        transfer.UP_COUNT.pack(2) + transfer.UP_FRAME.pack(right.raw, 5000, 0, 0),  # a table cut short
+        _body((right, good))[:-1],  # a byte missing
+        _body((right, good)) + b"x",  # a byte too many
+        transfer.UP_COUNT.pack(1) + transfer.UP_FRAME.pack(right.raw, 10**6, 0, 0) + good,  # over a chunk's limit
+        transfer.UP_COUNT.pack(1) + transfer.UP_FRAME.pack(right.raw, 5000, 3, 0) + good,  # no such element size
+        transfer.UP_COUNT.pack(2**32 - 1),  # a count nothing backs
+    ]
+    for bad in bad_bodies:
+        with pytest.raises(InvalidInput):  # 422/413, never 500
+            post(bad)
+    assert served.registry.store.missing([right]) == {right}
+    assert post(_body((right, good))).json() == {"received": 1, "new_bytes": 5000}
     with pytest.raises(InvalidInput):
         served.http.request("POST", "/api/v1/chunks/missing", json={"name": "team/x", "digests": ["blake3:XYZ"]})
     with pytest.raises(InvalidInput):
@@ -248,25 +265,27 @@ def test_cache_is_verified_and_size_bounded(tmp_path):
     assert cache.get(digests[3]) is None and not path.exists()
 
 
-def test_put_chunks_compresses_float_planes_and_round_trips(tmp_path):
+def test_put_chunks_encodes_chunks_that_continue_one_another_as_one_block(tmp_path):
     import numpy as np
 
     from modelkeep.store import open_store
 
     store = open_store(f"file://{tmp_path / 's'}")
     try:
-        data = (np.random.default_rng(1).standard_normal(40_000, dtype=np.float32) * 0.02).tobytes()
-        pieces = [data[:50_001], data[50_001:]]  # the second starts mid-element
-        digests = [Digest(blake3.blake3(p).digest()) for p in pieces]
+        floats = (np.random.default_rng(1).standard_normal(40_000, dtype=np.float32) * 0.02).tobytes()
+        data = floats + os.urandom(30_000)  # a float tensor, then opaque bytes
+        cuts = [(0, 50_001, 4, 0), (50_001, 109_999, 4, 50_001 % 4), (160_000, 30_000, 0, 0)]  # the second starts mid-element
+        chunks = [(blake3.blake3(data[a : a + n]).digest(), n, e, p) for a, n, e, p in cuts]
         with store.session() as s:
-            assert s.put_chunks([(digests[0], pieces[0], 4, 0), (digests[1], pieces[1], 4, 50_001 % 4)]) == len(data)
-            assert s.put_chunks([(digests[0], pieces[0], 4, 0)]) == 0  # known: skipped
+            assert s.put_chunks(data[:50_001], chunks[:1]) == 50_001
+            assert s.put_chunks(data, chunks) == len(data) - 50_001  # the first is known: skipped
             s.commit()
-        assert bytes(store.read_chunk(digests[1])) == pieces[1]
-        assert store.stats().stored_bytes < 0.95 * len(data)  # byte planes compressed
-        with store.session() as s:
-            with pytest.raises(InvalidInput):
-                s.put_chunks([(digests[0], pieces[0], 3, 0)])
+        for (digest, *_), (a, n, _, _) in zip(chunks, cuts):
+            assert bytes(store.read_chunk(Digest(digest))) == data[a : a + n]
+        assert store.stats().stored_bytes < 0.95 * len(floats) + 30_100  # byte planes compressed
+        for bad in ([(chunks[0][0], 50_001, 3, 0)], [(chunks[0][0], 50_000, 4, 0)]):  # no such element size; short
+            with store.session() as s, pytest.raises(InvalidInput):
+                s.put_chunks(data[:50_001], bad)
     finally:
         store.close()
 
@@ -275,6 +294,7 @@ def test_frames_match_the_server(served):
     from modelkeep.server.routes import chunks
 
     assert chunks.UP_FRAME.format == transfer.UP_FRAME.format and chunks.DOWN_FRAME.format == transfer.DOWN_FRAME.format
+    assert chunks.UP_COUNT.format == transfer.UP_COUNT.format
     assert struct.calcsize(transfer.UP_FRAME.format) == 38
 
 

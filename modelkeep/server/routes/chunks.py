@@ -3,10 +3,11 @@
 The protocol (docs/transfer.md):
 
 ``POST /chunks/missing``  {"name", "digests": [...]} -> {"missing": [...]}   (contributor on name)
-``POST /chunks?name=``    frames ``digest(32) | length u32 | elem u8 | phase u8 | bytes``, at most
-                          ``MAX_BATCH_BYTES``; every chunk is verified against its digest (a
-                          mismatch rejects the whole batch, nothing stored); the batch's packs are
-                          sealed before the answer, so what was acknowledged survives any crash.
+``POST /chunks?name=``    ``count u32 | count x (digest(32) | length u32 | elem u8 | phase u8) | the
+                          chunks' bytes back to back``, at most ``MAX_BATCH_BYTES``; every chunk is
+                          verified against its digest (a mismatch rejects the whole batch, nothing
+                          stored); the batch's packs are sealed before the answer, so what was
+                          acknowledged survives any crash.
 ``POST /chunks/commit``   {"name", "manifest", "new_bytes", push arguments} -> the Version
 ``GET  /chunks/manifest?ref=`` -> {"version", "manifest"}                    (viewer on ref)
 ``POST /chunks/fetch``    {"ref", "digests"} -> frames ``digest(32) | length u32 | bytes``; only
@@ -38,7 +39,7 @@ from modelkeep.store.digest import Digest
 from modelkeep.store.manifest import Manifest
 from modelkeep.store.planes import gather
 
-__all__ = ["router", "MAX_BATCH_BYTES", "MAX_DIGESTS", "UP_FRAME", "DOWN_FRAME"]
+__all__ = ["router", "MAX_BATCH_BYTES", "MAX_DIGESTS", "UP_COUNT", "UP_FRAME", "DOWN_FRAME"]
 
 router = APIRouter(tags=["transfer"])
 
@@ -46,7 +47,8 @@ MAX_BATCH_BYTES = 64 * 1024 * 1024  # one upload or fetch answer
 MAX_DIGESTS = 100_000  # one missing query
 MAX_FETCH = 1024  # chunks in one fetch
 MAX_MANIFEST_BYTES = 512 * 1024 * 1024  # a commit body (16k chunk refs per GiB, ~1.2 MB per GiB)
-UP_FRAME = struct.Struct("<32sIBB")
+UP_COUNT = struct.Struct("<I")  # an upload body: how many chunks, then a table of UP_FRAME, then their bytes
+UP_FRAME = struct.Struct("<32sIBB")  # digest | length | float element size | phase in element
 DOWN_FRAME = struct.Struct("<32sI")
 _PUSH = TRANSFER_METHODS["push"]
 _PULL = TRANSFER_METHODS["pull"]
@@ -140,11 +142,11 @@ async def upload(request: Request, name: str) -> JSONResponse:
 
 
 async def _store_upload(store, body: bytes | memoryview) -> tuple[int, int]:  # type: ignore[no-untyped-def]
-    chunks = _parse_upload(body)
+    data, chunks = _parse_upload(body)
 
     def put() -> tuple[int, int]:
         with store.session() as session:
-            new = session.put_chunks(chunks)
+            new = session.put_chunks(data, chunks)
             session.commit()  # sealed before we answer: acknowledged chunks are durable
         return len(chunks), new
 
@@ -152,22 +154,24 @@ async def _store_upload(store, body: bytes | memoryview) -> tuple[int, int]:  # 
     return await run_in_threadpool(put)
 
 
-def _parse_upload(body: bytes | memoryview) -> list[tuple[Digest, memoryview, int, int]]:
+def _parse_upload(body: bytes | memoryview) -> tuple[memoryview, list[tuple[bytes, int, int, int]]]:
+    """An upload body's chunk bytes and its table: (digest, length, elem, phase) per chunk."""
     view = memoryview(body)
-    out = []
-    pos = 0
-    while pos < len(view):
-        if pos + UP_FRAME.size > len(view):
-            raise MalformedRequest("truncated chunk frame header")
-        raw, length, elem, phase = UP_FRAME.unpack_from(view, pos)
-        pos += UP_FRAME.size
+    if len(view) < UP_COUNT.size:
+        raise MalformedRequest("an upload body starts with its count of chunks")
+    (count,) = UP_COUNT.unpack_from(view)
+    start = UP_COUNT.size + count * UP_FRAME.size
+    if start > len(view):
+        raise MalformedRequest(f"truncated table: {count} chunks announced")
+    chunks = list(UP_FRAME.iter_unpack(view[UP_COUNT.size : start]))
+    total = 0
+    for _, length, _, _ in chunks:
         if length > MAX_CHUNK:
-            raise PayloadTooLarge(f"a chunk may hold at most {MAX_CHUNK} bytes, frame says {length}")
-        if pos + length > len(view):
-            raise MalformedRequest("truncated chunk frame")
-        out.append((Digest(raw), view[pos : pos + length], elem, phase))
-        pos += length
-    return out
+            raise PayloadTooLarge(f"a chunk may hold at most {MAX_CHUNK} bytes, the table says {length}")
+        total += length
+    if total != len(view) - start:
+        raise MalformedRequest(f"the table's chunks hold {total} bytes, the body {len(view) - start}")
+    return view[start:], chunks
 
 
 @router.post("/chunks/commit", summary="Make a version from uploaded chunks (role: contributor)")
