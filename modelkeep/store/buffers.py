@@ -4,18 +4,36 @@ Fresh memory costs a page fault per 4 KiB the first time it is touched: ~1-4 us
 each on the VMs we measure, i.e. 0.3-1 s per GiB, as much as hashing and
 compressing those bytes. Code that fills large buffers over and over (an upload
 body, the grouped planes of a batch) borrows them from a pool instead.
+
+A large buffer is an anonymous private mapping (``fresh``), not a bytearray:
+``bytearray(n)`` zeroes its n bytes at once, taking every page fault while it
+holds the interpreter lock, so a server making its first buffers stalled every
+other request meanwhile. A mapping's pages are faulted in by whatever first
+writes them, usually a native copy that runs without the lock.
 """
 
 from __future__ import annotations
 
+import mmap
 import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 
-__all__ = ["BufferPool", "BufferRing"]
+__all__ = ["Buffer", "BufferPool", "BufferRing", "fresh"]
 
 _GRANULE = 1024 * 1024
+_MAPPED_FROM = 256 * 1024  # smaller buffers come from malloc, whose memory is reused
+
+
+Buffer = bytearray | mmap.mmap
+
+
+def fresh(n: int) -> Buffer:
+    """A new writable buffer of ``n`` bytes (contents zero), its pages not yet touched when large."""
+    if n < _MAPPED_FROM:
+        return bytearray(n)
+    return mmap.mmap(-1, n, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
 
 
 class BufferPool:
@@ -23,7 +41,7 @@ class BufferPool:
 
     def __init__(self, keep: int = 4) -> None:
         self._keep = keep
-        self._free: list[bytearray] = []
+        self._free: list[Buffer] = []
         self._lock = threading.Lock()
 
     @contextmanager
@@ -39,7 +57,7 @@ class BufferPool:
         finally:
             self.give(buf)
 
-    def take(self, n: int) -> bytearray:
+    def take(self, n: int) -> Buffer:
         """A buffer of at least ``n`` bytes; hand it back with ``give`` once no view of it is used."""
         with self._lock:
             for i, buf in enumerate(self._free):
@@ -47,9 +65,9 @@ class BufferPool:
                     return self._free.pop(i)
         # Sizes rounded up, so the next request of about this size (an upload batch
         # is a few bytes longer or shorter each time) finds this buffer big enough.
-        return bytearray(-(-n // _GRANULE) * _GRANULE if n > _GRANULE else n)
+        return fresh(-(-n // _GRANULE) * _GRANULE if n > _GRANULE else n)
 
-    def give(self, buf: bytearray) -> None:
+    def give(self, buf: Buffer) -> None:
         with self._lock:
             if len(self._free) < self._keep:
                 self._free.append(buf)
@@ -69,8 +87,8 @@ class BufferRing:
     """
 
     def __init__(self, slots: int) -> None:
-        self._bufs = [bytearray() for _ in range(slots)]
-        self._scratch = [bytearray() for _ in range(slots)]
+        self._bufs: list[Buffer] = [bytearray() for _ in range(slots)]
+        self._scratch: list[Buffer] = [bytearray() for _ in range(slots)]
         self._held: list[list[Future]] = [[] for _ in range(slots)]
         self._slot = slots - 1
 
@@ -79,12 +97,12 @@ class BufferRing:
         held, self._held[self._slot] = self._held[self._slot], []
         _wait_all(held)
         if len(self._bufs[self._slot]) < n:
-            self._bufs[self._slot] = bytearray(n)
+            self._bufs[self._slot] = fresh(n)
         return memoryview(self._bufs[self._slot])[:n]
 
     def scratch(self, n: int) -> memoryview:
         if len(self._scratch[self._slot]) < n:
-            self._scratch[self._slot] = bytearray(n)
+            self._scratch[self._slot] = fresh(n)
         return memoryview(self._scratch[self._slot])[:n]
 
     def hold(self, fut: Future) -> None:

@@ -216,7 +216,9 @@ class _Stage:
         with cls._lock:
             if cls._free:
                 return cls._free.pop()
-        return mmap.mmap(-1, cls.SIZE)  # anonymous: page aligned, as O_DIRECT needs
+        # anonymous: page aligned, as O_DIRECT needs; private, since shared anonymous
+        # memory is a file in memory whose page faults cost more
+        return mmap.mmap(-1, cls.SIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
 
     @classmethod
     def _pool(cls) -> ThreadPoolExecutor:
