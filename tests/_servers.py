@@ -21,6 +21,7 @@ from modelkeep.registry.embedded import EmbeddedRegistry
 from modelkeep.registry.operations import Role
 from modelkeep.server.app import create_app
 from modelkeep.server.auth import AuthStore
+from modelkeep.server.protocol import http_protocol
 from modelkeep.server.settings import ServerSettings
 
 POSTGRES_ENV = "MODELKEEP_TEST_POSTGRES_URL"
@@ -33,7 +34,7 @@ def serve_in_thread(app: Any) -> Iterator[str]:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", ws="none")
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", ws="none", http=http_protocol())
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

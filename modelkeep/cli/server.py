@@ -102,6 +102,7 @@ def serve(
         import uvicorn
 
         from modelkeep.server.app import create_app
+        from modelkeep.server.protocol import http_protocol
     except ImportError as exc:
         raise MissingExtra.of("server", exc.name or "fastapi") from None
 
@@ -129,7 +130,7 @@ def serve(
         # collections over it cost ~15 % of the server's CPU on an upload.
         gc.collect()
         gc.freeze()
-        uvicorn.run(web, host=host, port=port, log_level=log_level.lower(), access_log=False)
+        uvicorn.run(web, host=host, port=port, log_level=log_level.lower(), access_log=False, http=http_protocol())
 
 
 @app.command("create-admin")

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import socket
 import struct
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,35 +15,12 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
+from _servers import serve_in_thread  # noqa: E402
+
 from modelkeep.client._http import Http  # noqa: E402
 from modelkeep.registry.embedded import EmbeddedRegistry  # noqa: E402
 from modelkeep.server.app import create_app  # noqa: E402
 from modelkeep.server.settings import ServerSettings  # noqa: E402
-
-
-@contextmanager
-def serve_in_thread(app) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    """Run ``app`` under uvicorn in a thread on a free 127.0.0.1 port; stop it on exit."""
-    import uvicorn
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", ws="none"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the test server did not start")
-            time.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 @dataclass

@@ -27,6 +27,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from modelkeep._gc import collector_paused
 from modelkeep.errors import InvalidInput, MalformedRequest, PayloadTooLarge
 from modelkeep.registry.names import VersionRef, check_name
 from modelkeep.registry.operations import TRANSFER_METHODS, Role
@@ -145,7 +146,9 @@ async def _store_upload(store, body: bytes | memoryview) -> tuple[int, int]:  # 
     data, chunks = _parse_upload(body)
 
     def put() -> tuple[int, int]:
-        with store.session() as session:
+        # a record per chunk and no cycles: the collector would walk every object
+        # of the server several times per batch (see modelkeep/_gc.py)
+        with collector_paused(), store.session() as session:
             new = session.put_chunks(data, chunks)
             session.commit()  # sealed before we answer: acknowledged chunks are durable
         return len(chunks), new
