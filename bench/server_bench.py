@@ -12,7 +12,10 @@ stops by itself. Prints:
   with ``--auth`` the server checks a bearer token on every request (as in
   production) instead of running with ``--no-auth``;
 - remote push of a ``--size-mib`` safetensors over loopback against a local
-  (embedded) push of the same file;
+  (embedded) push of the same file: ``--push-runs`` interleaved runs of each
+  (median), every remote one to a new server with its own database and store
+  (warmed by one small push, as a running server is), every local one into a
+  new home;
 - a variant (~10% of the tensors fine-tuned) pushed remotely: bytes sent
   against the bytes of its new chunks.
 """
@@ -25,6 +28,7 @@ import importlib.util
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -166,6 +170,37 @@ def alias_load(
     return out
 
 
+def timed_remote_push(work: Path, src: Path, warm: Path) -> float:
+    """Seconds to push ``src`` over loopback to a new server (its own database and store), warmed by pushing ``warm``."""
+    work.mkdir()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "modelkeep", "server", "--host", "127.0.0.1", "--port", str(port),
+           "--db", f"sqlite:///{work / 'server.db'}", "--store", f"file://{work / 'store'}",
+           "--log-level", "warning", "--no-auth"]
+    log = work / "server.log"
+    with open(log, "ab") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        wait_up(f"{base}/healthz", proc, 60, log)
+        http = Http(base)
+        try:
+            transfer.push_files(http, warm, "bench/warm", kind="model", message="warm")
+            t = time.perf_counter()
+            transfer.upload(http, src, "bench/llm", kind="model", message="remote")
+            return time.perf_counter() - t
+        finally:
+            http.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def bench_modelkeep(work: Path, args: argparse.Namespace) -> dict[str, float]:
     results: dict[str, float] = {}
     port = free_port()
@@ -207,28 +242,35 @@ def bench_modelkeep(work: Path, args: argparse.Namespace) -> dict[str, float]:
             results["rss_mb"] = rss_mb(proc.pid)
             print(f"  RSS after the load: {results['rss_mb']:.0f} MB")
 
-            # remote push over loopback vs local push of the same file
+            # remote push over loopback vs local push of the same file: interleaved
+            # runs, each into a new local home and a new server (its own database
+            # and store: a second push of the same bytes would send nothing)
             specs = layer_specs(args.size_mib * 1024 * 1024)
             model = work / "base" / "model.safetensors"
             model.parent.mkdir()
             write_model(model, specs, seed=0)
             size = model.stat().st_size
-            local_home = work / "local"
-            subprocess.run(["sync"], check=True)
-            with modelkeep.open(local_home) as reg:
-                t = time.perf_counter()
-                reg.push(model.parent, "bench/llm", kind="model", message="local")
-                local_s = time.perf_counter() - t
-            subprocess.run(["sync"], check=True)
-            t = time.perf_counter()
-            r = transfer.upload(http, model.parent, "bench/llm", kind="model", message="remote")
-            remote_s = time.perf_counter() - t
+            local_runs, remote_runs = [], []
+            for i in range(args.push_runs):
+                subprocess.run(["sync"], check=True)
+                with modelkeep.open(work / f"local-{i}") as reg:
+                    t = time.perf_counter()
+                    reg.push(model.parent, "bench/llm", kind="model", message="local")
+                    local_runs.append(time.perf_counter() - t)
+                shutil.rmtree(work / f"local-{i}")
+                subprocess.run(["sync"], check=True)
+                remote_runs.append(timed_remote_push(work / f"remote-{i}", model.parent, small))
+            local_s, remote_s = statistics.median(local_runs), statistics.median(remote_runs)
             results["remote_push_vs_local"] = remote_s / local_s
             print(
-                f"  push of {size / 2**20:.0f} MiB: local {local_s:.2f} s ({size / 2**20 / local_s:.0f} MiB/s), "
-                f"remote over loopback {remote_s:.2f} s ({size / 2**20 / remote_s:.0f} MiB/s), "
-                f"ratio {results['remote_push_vs_local']:.2f} (sent {r.sent_bytes / 2**20:.0f} MiB)"
+                f"  push of {size / 2**20:.0f} MiB, median of {args.push_runs}: local {local_s:.2f} s "
+                f"({size / 2**20 / local_s:.0f} MiB/s), remote over loopback {remote_s:.2f} s "
+                f"({size / 2**20 / remote_s:.0f} MiB/s), ratio {results['remote_push_vs_local']:.2f}"
             )
+            print("    local runs  " + " ".join(f"{x:.2f}" for x in local_runs))
+            print("    remote runs " + " ".join(f"{x:.2f}" for x in remote_runs)
+                  + "   (ratios " + " ".join(f"{r / lo:.2f}" for r, lo in zip(remote_runs, local_runs)) + ")")
+            r = transfer.upload(http, model.parent, "bench/llm", kind="model", message="base")  # the variant's base
 
             # a fine-tuned variant: what goes over the wire against its new chunks
             changed = pick_changed(specs, 0.10, seed=1)
@@ -310,6 +352,7 @@ def main() -> None:
     p.add_argument("--size-mib", type=int, default=1024, help="size of the safetensors file pushed (default 1024)")
     p.add_argument("--seconds", type=float, default=5.0, help="duration of each load run at 32 connections")
     p.add_argument("--auth", action="store_true", help="authenticate every request with a token (default: --no-auth)")
+    p.add_argument("--push-runs", type=int, default=3, help="interleaved local and remote pushes compared (median)")
     p.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temp folder, removed)")
     args = p.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mk-server-bench-", dir=args.work))
@@ -335,7 +378,7 @@ def main() -> None:
                         f"[>= {TARGETS['alias_rps_vs_mlflow']:.0f}]"))
     for label, value, target in rows:
         print(f"  {label:40s} {value:>10s} {target}")
-    print("  (one run; client and server share this machine's cores)")
+    print(f"  (pushes: median of {args.push_runs} interleaved runs; client and server share this machine's cores)")
 
 
 if __name__ == "__main__":
