@@ -170,14 +170,26 @@ def alias_load(
     return out
 
 
+def server_cmd(port: int, db: str, store: str, auth: bool) -> list[str]:
+    return [sys.executable, "-m", "modelkeep", "server", "--host", "127.0.0.1", "--port", str(port),
+            "--db", db, "--store", store, "--log-level", "warning"] + ([] if auth else ["--no-auth"])
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def timed_remote_push(work: Path, src: Path, warm: Path) -> float:
     """Seconds to push ``src`` over loopback to a new server (its own database and store), warmed by pushing ``warm``."""
     work.mkdir()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "modelkeep", "server", "--host", "127.0.0.1", "--port", str(port),
-           "--db", f"sqlite:///{work / 'server.db'}", "--store", f"file://{work / 'store'}",
-           "--log-level", "warning", "--no-auth"]
+    cmd = server_cmd(port, f"sqlite:///{work / 'server.db'}", f"file://{work / 'store'}", auth=False)
     log = work / "server.log"
     with open(log, "ab") as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
@@ -192,12 +204,7 @@ def timed_remote_push(work: Path, src: Path, warm: Path) -> float:
         finally:
             http.close()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -207,8 +214,7 @@ def bench_modelkeep(work: Path, args: argparse.Namespace) -> dict[str, float]:
     base = f"http://127.0.0.1:{port}"
     db = f"sqlite:///{work / 'server.db'}"
     store = f"file://{work / 'server-store'}"
-    cmd = [sys.executable, "-m", "modelkeep", "server", "--host", "127.0.0.1", "--port", str(port),
-           "--db", db, "--store", store, "--log-level", "warning"] + ([] if args.auth else ["--no-auth"])
+    cmd = server_cmd(port, db, store, args.auth)
     # First start: creates the database (migrations); second start: an existing one, as a restart.
     log = work / "server.log"
     with open(log, "ab") as err:
@@ -293,12 +299,7 @@ def bench_modelkeep(work: Path, args: argparse.Namespace) -> dict[str, float]:
         finally:
             http.close()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
     return results
 
 
