@@ -29,11 +29,14 @@ _MAPPED_FROM = 256 * 1024  # smaller buffers come from malloc, whose memory is r
 Buffer = bytearray | mmap.mmap
 
 
+_ANONYMOUS = getattr(mmap, "MAP_PRIVATE", 0) | getattr(mmap, "MAP_ANONYMOUS", 0)  # 0 where mmap takes no flags
+
+
 def fresh(n: int) -> Buffer:
     """A new writable buffer of ``n`` bytes (contents zero), its pages not yet touched when large."""
-    if n < _MAPPED_FROM:
+    if n < _MAPPED_FROM or not _ANONYMOUS:
         return bytearray(n)
-    return mmap.mmap(-1, n, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    return mmap.mmap(-1, n, flags=_ANONYMOUS)
 
 
 class BufferPool:
