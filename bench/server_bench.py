@@ -7,7 +7,8 @@ stops by itself. Prints:
 
 - server start time (until /healthz answers) and its RSS once warm;
 - resolve an alias (``GET /api/v1/version?ref=name@production``): requests/s
-  and p99 at 32 connections, p50 with a single client (the same load generator
+  and p99 at 32 connections, p50 with a single client; once more with
+  ``mk server --workers N`` (``--workers``, default 2; MLflow runs four) (the same load generator
   against MLflow's ``get-model-version-by-alias`` when ``mlflow`` is importable);
   with ``--auth`` the server checks a bearer token on every request (as in
   production) instead of running with ``--no-auth``;
@@ -212,6 +213,39 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
+def pss_mb(pid: int) -> float:
+    """Proportional memory of a process and its children (MB): shared pages counted once in all."""
+    total = 0
+    kids = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    for p in [pid, *map(int, kids)]:
+        try:
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total / 1024
+
+
+def bench_workers(db: str, store: str, args: argparse.Namespace, headers: dict[str, str] | None) -> dict[str, float]:
+    """Alias resolution against ``mk server --workers N`` on the same database: throughput and memory."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    cmd = server_cmd(port, db, store, args.auth) + ["--workers", str(args.workers)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        start = wait_up(f"{base}/healthz", proc, 60)
+        settle(proc.pid, 30)  # every worker up
+        print(f"modelkeep server --workers {args.workers}:")
+        print(f"  started in {start:.2f} s")
+        out = alias_load("modelkeep", f"{base}/api/v1/version", {"ref": "bench/model@production"}, args.seconds, headers)
+        out["rss_mb"], out["pss_mb"] = rss_mb(proc.pid), pss_mb(proc.pid)
+        print(f"  memory after the load: RSS {out['rss_mb']:.0f} MB summed over its processes, PSS {out['pss_mb']:.0f} MB")
+        return out
+    finally:
+        stop(proc)
+
+
 def timed_remote_push(work: Path, src: Path, warm: Path) -> float:
     """Seconds to push ``src`` over loopback to a new server (its own database and store), warmed by pushing ``warm``."""
     work.mkdir()
@@ -275,6 +309,8 @@ def bench_modelkeep(work: Path, args: argparse.Namespace) -> dict[str, float]:
             results.update({f"alias_{k}": val for k, val in a.items()})
             results["rss_mb"] = rss_mb(proc.pid)
             print(f"  RSS after the load: {results['rss_mb']:.0f} MB")
+            if args.workers > 1:
+                results.update({f"workers_{k}": val for k, val in bench_workers(db, store, args, headers).items()})
 
             # remote push over loopback vs local push of the same file: interleaved
             # runs, each into a new local home and a new server (its own database
@@ -386,6 +422,7 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=5.0, help="duration of each load run at 32 connections")
     p.add_argument("--auth", action="store_true", help="authenticate every request with a token (default: --no-auth)")
     p.add_argument("--push-runs", type=int, default=3, help="interleaved local and remote pushes compared (median)")
+    p.add_argument("--workers", type=int, default=2, help="also measure alias resolution with mk server --workers N (1: skip)")
     p.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temp folder, removed)")
     args = p.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mk-server-bench-", dir=args.work))
@@ -406,9 +443,18 @@ def main() -> None:
         ("variant: bytes sent / new chunk bytes", f"{mk['variant_sent_vs_new_chunks']:.3f}",
          f"[<= {TARGETS['variant_sent_vs_new_chunks']}]"),
     ]
+    if args.workers > 1:
+        rows[1:1] = [
+            (f"  with --workers {args.workers}", f"{mk['workers_rps_32']:.0f}", ""),
+            (f"  with --workers {args.workers}: p99 (ms)", f"{mk['workers_p99_32_ms']:.1f}", ""),
+            (f"  with --workers {args.workers}: RSS / PSS (MB)", f"{mk['workers_rss_mb']:.0f} / {mk['workers_pss_mb']:.0f}", ""),
+        ]
     if ml is not None:
-        rows.insert(1, ("  x MLflow's req/s", f"{mk['alias_rps_32'] / ml['alias_rps_32']:.1f}",
-                        f"[>= {TARGETS['alias_rps_vs_mlflow']:.0f}]"))
+        ratio = f"{mk['alias_rps_32'] / ml['alias_rps_32']:.1f}"
+        if args.workers > 1:
+            ratio += f" / {mk['workers_rps_32'] / ml['alias_rps_32']:.1f}"
+        label = "  x MLflow's req/s" + (f" (1 / {args.workers} workers)" if args.workers > 1 else "")
+        rows.insert(1, (label, ratio, f"[>= {TARGETS['alias_rps_vs_mlflow']:.0f}]"))
     for label, value, target in rows:
         print(f"  {label:40s} {value:>10s} {target}")
     print(f"  (pushes: median of {args.push_runs} interleaved runs; client and server share this machine's cores)")

@@ -28,7 +28,7 @@ from rich.markup import escape
 from modelkeep.cli._context import state
 from modelkeep.cli._output import emit_json, err, out, table, when
 from modelkeep.config import Settings
-from modelkeep.errors import InvalidURI, MissingExtra
+from modelkeep.errors import InvalidURI, MissingExtra, StorageError
 
 if TYPE_CHECKING:
     from modelkeep.server.auth import AuthStore
@@ -93,6 +93,9 @@ def serve(
         int, typer.Option("--read-threads", min=1, help="Worker threads for read operations and token lookups.")
     ] = 4,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning, error.")] = "info",
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, help="Server processes sharing the port, one core each (fork; see docs/server.md).")
+    ] = 1,
 ) -> None:
     """Serve the registry over HTTP (OpenAPI at /docs, /healthz, /readyz, /metrics)."""
     if ctx.invoked_subcommand is not None:
@@ -122,15 +125,35 @@ def serve(
         webhook_attempts=webhook_attempts,
         webhook_backoff_seconds=webhook_backoff,
     )
-    with modelkeep.open(settings) as registry:
+
+    def serve_on(registry, sockets=None, **where) -> None:  # type: ignore[no-untyped-def]
         web = create_app(registry, server_settings)
-        err().print(f"modelkeep server on http://{escape(host)}:{port} (docs at /docs)", markup=False, highlight=False)
         # What exists now (the framework, the ORM's metadata, the app) lives as long
         # as the process: frozen, the collector never walks it again. Full
         # collections over it cost ~15 % of the server's CPU on an upload.
         gc.collect()
         gc.freeze()
-        uvicorn.run(web, host=host, port=port, log_level=log_level.lower(), access_log=False, http=http_protocol())
+        config = uvicorn.Config(web, log_level=log_level.lower(), access_log=False, http=http_protocol(), **where)
+        uvicorn.Server(config).run(sockets=sockets)
+
+    with modelkeep.open(settings) as registry:  # creates or migrates the database, once
+        shown = f"modelkeep server on http://{escape(host)}:{port} (docs at /docs)"
+        if workers == 1:
+            err().print(shown, markup=False, highlight=False)
+            serve_on(registry, host=host, port=port)
+            return
+    from modelkeep.server.workers import serve_forked
+
+    def run_worker(sock) -> None:  # type: ignore[no-untyped-def]
+        with modelkeep.open(settings) as worker_registry:
+            serve_on(worker_registry, sockets=[sock])
+
+    err().print(f"{shown}, {workers} workers", markup=False, highlight=False)
+    try:
+        code = serve_forked(host, port, workers, run_worker)
+    except OSError as exc:  # the address is taken, or no fork here
+        raise StorageError(f"cannot serve on {host}:{port} with {workers} workers: {exc}") from None
+    raise typer.Exit(code)
 
 
 @app.command("create-admin")
