@@ -134,7 +134,10 @@ def serve(
         gc.collect()
         gc.freeze()
         config = uvicorn.Config(web, log_level=log_level.lower(), access_log=False, http=http_protocol(), **where)
-        uvicorn.Server(config).run(sockets=sockets)
+        server = uvicorn.Server(config)
+        server.run(sockets=sockets)
+        if not server.started:  # uvicorn logged why (the address in use, say)
+            raise StorageError(f"the server could not start on {host}:{port}")
 
     with modelkeep.open(settings) as registry:  # creates or migrates the database, once
         shown = f"modelkeep server on http://{escape(host)}:{port} (docs at /docs)"
