@@ -265,10 +265,19 @@ def test_cache_is_verified_and_size_bounded(tmp_path):
     assert cache.get(digests[3]) is None and not path.exists()
 
 
-def test_put_chunks_encodes_chunks_that_continue_one_another_as_one_block(tmp_path):
+def test_put_chunks_encodes_chunks_that_continue_one_another_as_one_block(tmp_path, monkeypatch):
     import numpy as np
 
-    from modelkeep.store import open_store
+    from modelkeep.store import chunkstore, open_store
+
+    encoded: list[list[tuple[int, int]]] = []  # per call: (block length, new chunks in it) of each block
+    real = chunkstore._encode_blocks
+
+    def spy(blocks):  # type: ignore[no-untyped-def]
+        encoded.append([(len(b[0]), len(b[1])) for b in blocks])
+        return real(blocks)
+
+    monkeypatch.setattr(chunkstore, "_encode_blocks", spy)
 
     store = open_store(f"file://{tmp_path / 's'}")
     try:
@@ -277,11 +286,19 @@ def test_put_chunks_encodes_chunks_that_continue_one_another_as_one_block(tmp_pa
         cuts = [(0, 50_001, 4, 0), (50_001, 109_999, 4, 50_001 % 4), (160_000, 30_000, 0, 0)]  # the second starts mid-element
         chunks = [(blake3.blake3(data[a : a + n]).digest(), n, e, p) for a, n, e, p in cuts]
         with store.session() as s:
-            assert s.put_chunks(data[:50_001], chunks[:1]) == 50_001
-            assert s.put_chunks(data, chunks) == len(data) - 50_001  # the first is known: skipped
+            assert s.put_chunks(data, chunks) == len(data)
+            # the two float chunks continue one element grid: one block; the opaque bytes another
+            assert encoded == [[(160_000, 2), (30_000, 1)]]
+            assert s.put_chunks(data, chunks) == 0  # known: skipped, nothing encoded
+            assert len(encoded) == 1
+            extra = floats[:4_000]  # a new chunk after known ones: a block of its own
+            more = (blake3.blake3(extra).digest(), len(extra), 4, 0)
+            assert s.put_chunks(data + extra, [*chunks, more]) == len(extra)
+            assert encoded[1:] == [[(4_000, 1)]]
             s.commit()
         for (digest, *_), (a, n, _, _) in zip(chunks, cuts):
             assert bytes(store.read_chunk(Digest(digest))) == data[a : a + n]
+        assert bytes(store.read_chunk(Digest(more[0]))) == extra
         assert store.stats().stored_bytes < 0.95 * len(floats) + 30_100  # byte planes compressed
         for bad in ([(chunks[0][0], 50_001, 3, 0)], [(chunks[0][0], 50_000, 4, 0)]):  # no such element size; short
             with store.session() as s, pytest.raises(InvalidInput):
