@@ -17,6 +17,7 @@ if not hasattr(os, "fork") or not Path("/proc/self/task").is_dir():
     pytest.skip("forked workers and /proc are Linux's", allow_module_level=True)
 
 import httpx  # noqa: E402
+from _servers import fresh_postgres  # noqa: E402
 
 from modelkeep.client import transfer  # noqa: E402
 from modelkeep.client._http import Http  # noqa: E402
@@ -32,13 +33,13 @@ def _children(pid: int) -> list[int]:
     return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
-def _start(tmp_path: Path, workers: int) -> tuple[subprocess.Popen, int]:
+def _start(tmp_path: Path, workers: int, db: str | None = None) -> tuple[subprocess.Popen, int]:
     port = _free_port()
     log = tmp_path / "server.log"
     with open(log, "wb") as err:
         proc = subprocess.Popen(
             [sys.executable, "-m", "modelkeep", "server", "--host", "127.0.0.1", "--port", str(port),
-             "--db", f"sqlite:///{tmp_path / 'reg.db'}", "--store", f"file://{tmp_path / 'store'}",
+             "--db", db or f"sqlite:///{tmp_path / 'reg.db'}", "--store", f"file://{tmp_path / 'store'}",
              "--no-auth", "--log-level", "warning", "--workers", str(workers)],
             stdout=subprocess.DEVNULL,
             stderr=err,
@@ -67,8 +68,17 @@ def _gone(pids: list[int], timeout: float = 20) -> bool:
     return False
 
 
-def test_workers_serve_one_registry_and_stop_together(tmp_path):
-    proc, port = _start(tmp_path, 2)
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request, tmp_path):  # type: ignore[no-untyped-def]
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'reg.db'}"
+    else:
+        with fresh_postgres() as url:
+            yield url
+
+
+def test_workers_serve_one_registry_and_stop_together(tmp_path, db_url):
+    proc, port = _start(tmp_path, 2, db_url)
     workers = _children(proc.pid)
     try:
         src = tmp_path / "src"
