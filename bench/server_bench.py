@@ -66,23 +66,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process and its children (MB)."""
+def _summed_kb(pid: int, file: str, field: str) -> float:
+    """``field`` (kB) of /proc/<pid>/``file``, summed over the process and its children, in MB."""
     total = 0
-    pids = [pid]
-    try:
-        kids = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
-        pids += [int(k) for k in kids]
-    except FileNotFoundError:
-        pass
-    for p in pids:
+    kids = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    for p in [pid, *map(int, kids)]:
         try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
+            for line in Path(f"/proc/{p}/{file}").read_text().splitlines():
+                if line.startswith(field):
                     total += int(line.split()[1])
-        except FileNotFoundError:
+        except OSError:
             continue
     return total / 1024
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process and its children (MB)."""
+    return _summed_kb(pid, "status", "VmRSS:")
+
+
+def pss_mb(pid: int) -> float:
+    """Proportional memory of a process and its children (MB): shared pages counted once in all."""
+    return _summed_kb(pid, "smaps_rollup", "Pss:")
 
 
 def wait_up(url: str, proc: subprocess.Popen, timeout: float, log: Path | None = None) -> float:
@@ -211,20 +216,6 @@ def stop(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-
-
-def pss_mb(pid: int) -> float:
-    """Proportional memory of a process and its children (MB): shared pages counted once in all."""
-    total = 0
-    kids = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
-    for p in [pid, *map(int, kids)]:
-        try:
-            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    total += int(line.split()[1])
-        except OSError:
-            continue
-    return total / 1024
 
 
 def bench_workers(db: str, store: str, args: argparse.Namespace, headers: dict[str, str] | None) -> dict[str, float]:

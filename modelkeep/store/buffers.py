@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 
-__all__ = ["Buffer", "BufferPool", "BufferRing", "fresh"]
+__all__ = ["Buffer", "BufferPool", "BufferRing", "anonymous", "fresh"]
 
 _GRANULE = 1024 * 1024
 _MAPPED_FROM = 256 * 1024  # smaller buffers come from malloc, whose memory is reused
@@ -32,11 +32,20 @@ Buffer = bytearray | mmap.mmap
 _ANONYMOUS = getattr(mmap, "MAP_PRIVATE", 0) | getattr(mmap, "MAP_ANONYMOUS", 0)  # 0 where mmap takes no flags
 
 
+def anonymous(n: int) -> mmap.mmap:
+    """``n`` bytes of private anonymous memory: page aligned, zero, untouched until written.
+
+    Private, not mmap's default of shared: shared anonymous memory is a file in
+    memory, whose page faults cost more.
+    """
+    return mmap.mmap(-1, n, flags=_ANONYMOUS) if _ANONYMOUS else mmap.mmap(-1, n)
+
+
 def fresh(n: int) -> Buffer:
     """A new writable buffer of ``n`` bytes (contents zero), its pages not yet touched when large."""
     if n < _MAPPED_FROM or not _ANONYMOUS:
         return bytearray(n)
-    return mmap.mmap(-1, n, flags=_ANONYMOUS)
+    return anonymous(n)
 
 
 class BufferPool:

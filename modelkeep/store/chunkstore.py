@@ -509,18 +509,21 @@ class UploadSession:
         store has are skipped. ``commit`` makes the stored ones durable.
         """
         view = memoryview(data).cast("B")
-        views = []
+        cuts: list[tuple[int, int]] = []  # (offset in data, length) of each chunk
+        grid: dict[int, tuple[int, int]] = {}  # offset -> (elem, phase)
         pos = 0
         for digest, ln, elem, phase in chunks:
             if ln > MAX_CHUNK:
                 raise InvalidInput(f"chunk {Digest(digest)} has {ln} bytes, more than the {MAX_CHUNK} a chunk may hold")
             if elem not in (0, 2, 4, 8) or not 0 <= phase < max(elem, 1):
                 raise InvalidInput(f"chunk {Digest(digest)}: bad element size {elem} or phase {phase}")
-            views.append(view[pos : pos + ln])
+            cuts.append((pos, ln))
+            grid[pos] = (elem, phase)
             pos += ln
         if pos != len(view):
             raise InvalidInput(f"the chunks' lengths add up to {pos} bytes, not the {len(view)} given")
-        for (d, _, _, _), got in zip(chunks, hash_views(views)):
+        digests = [c[0] for c in chunks]
+        for d, got in zip(digests, hash_views([view[off : off + ln] for off, ln in cuts])):
             if got != d:
                 raise CorruptData(
                     f"chunk {Digest(d)}: its bytes do not match its digest; nothing of this batch was stored"
@@ -528,29 +531,23 @@ class UploadSession:
         # New chunks that lie back to back and continue one another's element grid
         # form one block, encoded as a push encodes a block of a file: its float
         # bytes grouped once, every block's planes compressed in one call.
-        blocks: list[tuple[int, int, int, int, list[tuple[int, int, bytes]]]] = []  # start, end, elem, phase, new
+        blocks: list[list] = []  # [start, end, elem, phase, [(offset in block, length, digest)]]
         new = 0
-        pos = 0
-        with self._claim:
-            for d, ln, elem, phase in chunks:
-                at, pos = pos, pos + ln
-                if d in self._pending or d in self._index:
-                    continue
-                self._pending.add(d)
-                new += ln
-                last = blocks[-1] if blocks else None
-                if (
-                    last is not None
-                    and last[1] == at
-                    and last[2] == elem
-                    and (not elem or (last[3] + at - last[0]) % elem == phase)
-                    and at - last[0] < _RUN_BYTES
-                ):
-                    last[4].append((at - last[0], ln, d))
-                    blocks[-1] = (last[0], pos, elem, last[3], last[4])
-                else:
-                    blocks.append((at, pos, elem, phase, [(0, ln, d)]))
-            self.new_bytes += new
+        for off, ln, d in self._claim_new(digests, cuts):
+            elem, phase = grid[off]
+            new += ln
+            last = blocks[-1] if blocks else None
+            if (
+                last is not None
+                and last[1] == off
+                and last[2] == elem
+                and (not elem or (last[3] + off - last[0]) % elem == phase)
+                and off - last[0] < _RUN_BYTES
+            ):
+                last[1] = off + ln
+                last[4].append((off - last[0], ln, d))
+            else:
+                blocks.append([off, off + ln, elem, phase, [(0, ln, d)]])
         # Encoded and written a few blocks at a time: the planes buffer stays small
         # (fresh memory costs a page fault per 4 KiB), and the write is synchronous,
         # so the buffer is free again right after.

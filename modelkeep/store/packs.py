@@ -30,6 +30,7 @@ from typing import ClassVar
 
 from modelkeep.errors import CorruptData
 from modelkeep.store.backends.base import Backend
+from modelkeep.store.buffers import anonymous
 from modelkeep.store.digest import hash_bytes
 from modelkeep.store.planes import gather
 
@@ -216,9 +217,7 @@ class _Stage:
         with cls._lock:
             if cls._free:
                 return cls._free.pop()
-        # anonymous: page aligned, as O_DIRECT needs; private, since shared anonymous
-        # memory is a file in memory whose page faults cost more
-        return mmap.mmap(-1, cls.SIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        return anonymous(cls.SIZE)  # page aligned, as O_DIRECT needs
 
     @classmethod
     def _pool(cls) -> ThreadPoolExecutor:
