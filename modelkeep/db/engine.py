@@ -13,9 +13,10 @@ rewritten to ``postgresql+psycopg://``; other drivers are refused.
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import threading
 import time
-
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from sqlalchemy.pool import StaticPool
 
 from modelkeep.errors import InvalidURI
 
-__all__ = ["BUSY_TIMEOUT_SECONDS", "WRITE_OPTION", "make_engine", "make_sessionmaker", "normalize_url"]
+__all__ = ["BUSY_TIMEOUT_SECONDS", "WRITE_OPTION", "DataVersion", "make_engine", "make_sessionmaker", "normalize_url"]
 
 BUSY_TIMEOUT_SECONDS = 30.0
 WRITE_OPTION = "modelkeep_write"
@@ -116,3 +117,48 @@ def _enable_wal(cur: Any) -> None:
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
             time.sleep(0.005)
+
+
+class DataVersion:
+    """A number that changes whenever any connection, in any process, commits to one SQLite file.
+
+    SQLite's ``PRAGMA data_version`` (~2 us), asked on a connection of its own that
+    never writes: every commit is then another connection's, which the pragma
+    reports whatever process made it. Equal numbers from one ``DataVersion`` mean
+    nothing was committed in between, so an answer read after the first is still
+    the answer: what lets the server keep an encoded answer until the database
+    changes. The connection is opened on first use and again in a forked child
+    (a connection must not cross a fork), and used under a lock (the event loop
+    and worker threads both ask).
+    """
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._pid = 0
+
+    @classmethod
+    def of(cls, engine: Engine) -> DataVersion | None:
+        """One for ``engine``'s database; None where there is no such number: PostgreSQL (it would
+        cost a round trip, as much as the read it would spare) and SQLite in memory (one connection)."""
+        url = engine.url
+        if url.get_backend_name() != "sqlite":
+            return None
+        database = url.database
+        if not database or database == ":memory:" or database.startswith("file:"):
+            return None
+        return cls(str(Path(database).expanduser()))
+
+    def __call__(self) -> int:
+        with self._lock:
+            if self._conn is None or self._pid != os.getpid():
+                self._conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+                self._pid = os.getpid()
+            return self._conn.execute("PRAGMA data_version").fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None and self._pid == os.getpid():
+                self._conn.close()
+            self._conn = None

@@ -25,7 +25,7 @@ from sqlalchemy.exc import OperationalError
 from modelkeep._gc import collector_paused
 from modelkeep.config import Settings
 from modelkeep.db import schema
-from modelkeep.db.engine import make_engine, make_sessionmaker
+from modelkeep.db.engine import DataVersion, make_engine, make_sessionmaker
 from modelkeep.db.models import ManifestRow, VersionRow, utcnow
 from modelkeep.db.uow import UnitOfWork
 from modelkeep.errors import ChunkNotFound, InvalidInput, InvalidRef, StorageError
@@ -119,6 +119,7 @@ class EmbeddedRegistry(Governance, Registry):
                 self._store.close()
             raise
         self._uow = UnitOfWork(make_sessionmaker(self._engine))
+        self._data_version = DataVersion.of(self._engine)
 
     @property
     def store(self) -> ChunkStore:
@@ -136,6 +137,15 @@ class EmbeddedRegistry(Governance, Registry):
         view._user = actor
         view._is_view = True
         return view
+
+    def revision(self) -> int | None:
+        """A number that changes whenever anything is committed to this registry's database, by
+        any process; None where the database cannot tell cheaply (PostgreSQL, SQLite in memory).
+
+        Two equal numbers mean every read between them answered the same: the server
+        keeps the encoded answers of ref resolutions until the number changes.
+        """
+        return None if self._data_version is None else self._data_version()
 
     # -- versions --------------------------------------------------------------
 
@@ -625,6 +635,8 @@ class EmbeddedRegistry(Governance, Registry):
     def close(self) -> None:
         if self._is_view:
             return
+        if self._data_version is not None:
+            self._data_version.close()
         self._engine.dispose()
         if self._owns_store:
             self._store.close()

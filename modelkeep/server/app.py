@@ -89,6 +89,7 @@ class ServerContext:
     tokens: TokenCache
     inline_point_reads: bool = False  # SQLite: see read()
     bodies: BufferPool = field(default_factory=lambda: BufferPool(keep=4))  # chunk upload bodies, reused
+    answers: _operation.KeptAnswers = field(default_factory=_operation.KeptAnswers)  # of ref resolutions
     _readers: anyio.CapacityLimiter | None = field(default=None, init=False, repr=False)
     _lookups: dict[str, asyncio.Future[Principal]] = field(default_factory=dict, init=False, repr=False)
 
@@ -140,6 +141,11 @@ class ServerContext:
         self._lookups.pop(key, None)
         if not done.cancelled():
             done.exception()  # retrieved: a refusal every waiter went away from is not "never retrieved"
+
+    def revision(self) -> int | None:
+        """The registry's revision (``EmbeddedRegistry.revision``), None where it has none."""
+        revision = getattr(self.registry, "revision", None)
+        return None if revision is None else revision()
 
     def registry_for(self, principal: Principal) -> Registry:
         """A view of the registry that records ``principal`` as the actor of every change."""

@@ -28,7 +28,7 @@ from typing import Any
 
 import pydantic_core
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
@@ -43,7 +43,7 @@ from modelkeep.server.auth import ALL, Principal, namespace_for
 from modelkeep.server.deps import caller
 from modelkeep.store.digest import Digest
 
-__all__ = ["Direct", "answer", "operations_router", "parameters", "namespaces", "artifact_of"]
+__all__ = ["Direct", "KeptAnswers", "answer", "operations_router", "parameters", "namespaces", "artifact_of"]
 
 API = "/api/v1"
 
@@ -197,7 +197,43 @@ class WireJSON(JSONResponse):
         return pydantic_core.to_json(content)
 
 
-async def answer(op: Operation, request: Request) -> JSONResponse:
+class EncodedJSON(Response):
+    """An answer already encoded (a kept one)."""
+
+    media_type = "application/json"
+
+
+class KeptAnswers:
+    """Encoded answers of point reads, each with the database revision it was read at.
+
+    Resolving a ref (``get``) is the call a serving fleet makes before every
+    deployment or batch. While the registry's revision (``EmbeddedRegistry.revision``:
+    SQLite's data version, which every commit of any process changes) stays the
+    same, a kept answer is the answer, and it costs no read and no encoding.
+    The revision is read before the registry, so a commit landing during the
+    read leaves an answer that is already out of date and read again next time,
+    never one newer than its number claims. A registry that cannot tell
+    (PostgreSQL) keeps nothing. Callers are authorized before a kept answer is
+    looked up, as before any read. At most ``size`` answers, oldest dropped first.
+    """
+
+    def __init__(self, size: int = 1024) -> None:
+        self._size = size
+        self._entries: dict[tuple[Any, ...], tuple[int, bytes]] = {}
+
+    def get(self, key: tuple[Any, ...], revision: int) -> bytes | None:
+        entry = self._entries.get(key)
+        return entry[1] if entry is not None and entry[0] == revision else None
+
+    def put(self, key: tuple[Any, ...], revision: int, body: bytes) -> None:
+        entries = self._entries
+        entries.pop(key, None)
+        entries[key] = (revision, body)
+        while len(entries) > self._size:
+            entries.pop(next(iter(entries)), None)
+
+
+async def answer(op: Operation, request: Request) -> Response:
     """Serve one call of ``op`` (see the module docstring); errors propagate as exceptions."""
     ctx = request.app.state.mk
     principal = await caller(request)
@@ -205,6 +241,13 @@ async def answer(op: Operation, request: Request) -> JSONResponse:
     spaces = authorize(principal, op, args)
     registry = ctx.registry_for(principal)
     call = lambda: getattr(registry, op.method)(**args)  # noqa: E731
+    if op.method in POINT_READS and (revision := ctx.revision()) is not None:
+        key = (op.method, *sorted(args.items()))
+        kept = ctx.answers.get(key, revision)
+        if kept is None:
+            kept = pydantic_core.to_json(to_wire(await ctx.read(call, point=True)))
+            ctx.answers.put(key, revision, kept)
+        return EncodedJSON(kept)
     if op.verb == "GET":
         result = await ctx.read(call, point=op.method in POINT_READS)
     else:
