@@ -34,6 +34,7 @@ from modelkeep.registry.operations import TRANSFER_METHODS, Role
 from modelkeep.registry.wire import from_wire, to_wire
 from modelkeep.server.auth import namespace_for
 from modelkeep.server.deps import caller
+from modelkeep.server.protocol import receive_into
 from modelkeep.server.routes._operation import parameters
 from modelkeep.store.chunking import MAX_CHUNK
 from modelkeep.store.digest import Digest
@@ -138,7 +139,10 @@ async def upload(request: Request, name: str) -> JSONResponse:
         received, new = await _store_upload(store, await _body(request, MAX_BATCH_BYTES))
     else:  # received straight into a reused buffer: a fresh one per batch cost a page fault per 4 KiB
         with ctx.bodies.borrow(expected) as out:
-            received, new = await _store_upload(store, await _fill(request, MAX_BATCH_BYTES, out))
+            body = await receive_into(request, out)  # by the kernel, where the HTTP protocol can (server/protocol.py)
+            if body is None:
+                body = await _fill(request, MAX_BATCH_BYTES, out)
+            received, new = await _store_upload(store, body)
     return JSONResponse({"received": received, "new_bytes": new})
 
 
