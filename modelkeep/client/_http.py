@@ -9,6 +9,7 @@ StorageError.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from modelkeep.errors import MissingExtra, ModelkeepError, StorageError, error_classes
 from modelkeep.registry.types import PolicyReport
@@ -18,6 +19,8 @@ try:
     import httpx
 except ImportError:  # pragma: no cover - the client extra is missing
     raise MissingExtra.of("client", "httpx") from None
+
+from modelkeep.client._sendfile import FilePoster, FileSpans  # noqa: E402  (needs httpx)
 
 __all__ = ["Http", "raise_for_error"]
 
@@ -38,12 +41,31 @@ class Http:
         self.client = httpx.Client(
             base_url=self.base_url, headers=headers, timeout=httpx.Timeout(timeout, connect=10.0), transport=transport
         )
+        # Upload bodies of file spans go by sendfile where httpx's own transport would carry them.
+        self._poster = FilePoster.of(self.base_url, self.client, own_transport=transport is not None)
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        content = kwargs.get("content")
+        if isinstance(content, FileSpans) and method == "POST" and self._poster is not None:
+            return self._send_spans(path, content, kwargs)
         try:
             resp = self.client.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
             raise StorageError(f"cannot reach the modelkeep server at {self.base_url}: {exc}") from exc
+        raise_for_error(resp)
+        return resp
+
+    def _send_spans(self, path: str, body: FileSpans, kwargs: dict[str, Any]) -> httpx.Response:
+        """A body of file spans, sent by the kernel (``_sendfile``)."""
+        assert self._poster is not None
+        unexpected = set(kwargs) - {"content", "params", "headers"}
+        if unexpected:
+            raise TypeError(f"a FileSpans body takes params and headers only, not {', '.join(sorted(unexpected))}")
+        params = kwargs.get("params")
+        target = path + ("?" + urlencode(params) if params else "")
+        headers = {k: v for k, v in (kwargs.get("headers") or {}).items() if k.lower() != "content-length"}
+        status, answer_headers, content = self._poster.post(target, body, headers)
+        resp = httpx.Response(status, headers=answer_headers, content=content)
         raise_for_error(resp)
         return resp
 
@@ -52,6 +74,8 @@ class Http:
         return _Stream(self, method, path, kwargs)
 
     def close(self) -> None:
+        if self._poster is not None:
+            self._poster.close()
         self.client.close()
 
 

@@ -33,15 +33,14 @@ from typing import Any
 import blake3
 
 from modelkeep._gc import collector_paused
+from modelkeep.client._sendfile import FileChanged, FileSpans, Span, open_span_source
 from modelkeep.client.cache import ChunkCache
-from modelkeep.errors import ChunkNotFound, CorruptData, InvalidPath, StorageError
+from modelkeep.errors import ChunkNotFound, CorruptData, StorageError
 from modelkeep.registry import tree
 from modelkeep.registry.provenance import capture as capture_provenance
 from modelkeep.registry.types import Version
 from modelkeep.registry.wire import from_wire, to_wire
-from modelkeep.store.buffers import BufferPool
-from modelkeep.store.chunking import MAX_CHUNK
-from modelkeep.store.digest import Digest, copy_mapped
+from modelkeep.store.digest import Digest
 from modelkeep.store.manifest import Destination, FileEntry, Manifest
 from modelkeep.store.scan import scan_file
 
@@ -57,7 +56,6 @@ BATCH_BYTES = 8 * 1024 * 1024  # pull: chunks asked for per request
 # keep both cores busy on one machine and bound the client's bodies to four.
 UPLOAD_BATCH_BYTES = 16 * 1024 * 1024
 UPLOAD_JOBS = 3
-SEND_PIECE = 1024 * 1024  # largest part handed to the HTTP stack at once (see _pieces)
 MISSING_PER_REQUEST = 50_000
 FETCH_PER_REQUEST = 1024
 JOBS = 4
@@ -107,13 +105,38 @@ def _retry(fn: Callable[[], Any], attempts: int = ATTEMPTS) -> Any:
 # -- push ------------------------------------------------------------------------------
 
 
+class _Source:
+    """A pushed file opened for sending, closed once its scan and every batch holding spans of it are done."""
+
+    __slots__ = ("file", "_refs", "_lock")
+
+    def __init__(self, path: str | Path) -> None:
+        self.file = open_span_source(path)
+        self._refs = 1  # the scan's
+        self._lock = threading.Lock()
+
+    def retain(self) -> None:
+        with self._lock:
+            self._refs += 1
+
+    def release(self) -> None:
+        with self._lock:
+            self._refs -= 1
+            last = self._refs == 0
+        if last:
+            self.file.close()
+
+
+# digest, source, offset in the file, length, element size, phase
+_Frame = tuple[bytes, _Source, int, int, int, int]
+
+
 class _Uploader:
     """Batches of chunks: ask which are missing, upload those, in worker threads.
 
-    Each chunk is copied once into the batch's body as it is added, so the
-    chunker's block buffers are free again at once; the bodies come from a small
-    pool (fresh buffers cost a page fault per 4 KiB). A request carries a table
-    of the chunks it holds, then their bytes back to back: the server encodes
+    A chunk is remembered as a span of its file, not copied: a request carries
+    a table of the chunks it holds, then their bytes back to back, sent from
+    the files (``_sendfile``: by the kernel where it can). The server encodes
     chunks that continue one another as one block. A batch the server lacks
     entirely goes out as it lies; otherwise the spans of the chunks it lacks.
     """
@@ -123,13 +146,11 @@ class _Uploader:
         self._name = name
         self._pool = ThreadPoolExecutor(jobs, thread_name_prefix="mk-upload")
         self._inflight: list[Future] = []
-        self._max_inflight = jobs + 1  # one body filling while ``jobs`` are sent
-        self._bodies = BufferPool(keep=self._max_inflight + 2)
-        self._capacity = batch_bytes + MAX_CHUNK  # room for a batch and the chunk that crosses its end
-        self._body: bytearray | None = None
-        self._view: memoryview | None = None  # of _body: chunks are copied into it
-        self._used = 0
-        self._frames: list[tuple[bytes, int, int, int, int]] = []  # digest, offset, length, elem, phase
+        self._max_inflight = jobs + 1  # one batch filling while ``jobs`` are sent
+        self._source: _Source | None = None  # the file being scanned
+        self._frames: list[_Frame] = []
+        self._sources: list[_Source] = []  # of the batch filling, each retained once
+        self._batched = 0  # bytes of the batch filling
         self._batch_bytes = batch_bytes
         self._seen: set[bytes] = set()
         self._progress = progress
@@ -141,29 +162,34 @@ class _Uploader:
         self.wire_bytes = 0
         self.chunks_sent = 0
 
-    def add(self, digest: bytes, data: bytes | memoryview, elem: int, phase: int) -> None:
+    def scan(self, path: str | Path, rel: str) -> FileEntry:
+        """``scan_file``, with each chunk the server may lack queued for upload."""
+        self._source = _Source(path)
+        try:
+            return scan_file(path, rel, self.add)
+        finally:
+            self._source.release()
+            self._source = None
+
+    def add(self, digest: bytes, data: bytes | memoryview, elem: int, phase: int, offset: int) -> None:
         if digest in self._seen:  # repeats within this push are sent once
             return
         self._seen.add(digest)
-        if self._body is None:
-            self._body = self._bodies.take(self._capacity)
-            self._view = memoryview(self._body)
-            self._used = 0
-        at = self._used
-        end = at + len(data)
-        # the bytes may lie in a mapping of the file (scan_file): a guarded copy
-        if not copy_mapped(self._view[at:end], data):
-            raise InvalidPath("a file changed while being read")
-        self._used = end
-        self._frames.append((digest, at, len(data), elem, phase))
-        if end >= self._batch_bytes:
+        source = self._source
+        assert source is not None, "add() is called by scan()"
+        if not self._sources or self._sources[-1] is not source:
+            source.retain()
+            self._sources.append(source)
+        self._frames.append((digest, source, offset, len(data), elem, phase))
+        self._batched += len(data)
+        if self._batched >= self._batch_bytes:
             self.flush()
 
     def flush(self) -> None:
-        if self._body is None:
+        if not self._frames:
             return
-        body, frames = self._body, self._frames
-        self._body, self._view, self._used, self._frames = None, None, 0, []
+        frames, sources = self._frames, self._sources
+        self._frames, self._sources, self._batched = [], [], 0
         # Asking first costs a round trip per batch. Once the server has lacked
         # every chunk of several batches in a row (a new model), most batches go
         # out without asking; every fourth still asks, so a run of chunks the
@@ -171,11 +197,13 @@ class _Uploader:
         # correctness: the server stores only the chunks it lacks.
         self._batches += 1
         ask = self._lacked_all < _ASK_AFTER or self._batches % _ASK_EVERY == 0
-        self._inflight.append(self._pool.submit(self._send, body, frames, ask))
-        while len(self._inflight) > self._max_inflight:  # bounded memory: wait for the oldest
+        fut = self._pool.submit(self._send, frames, sources, ask)  # _send releases the sources...
+        fut.add_done_callback(lambda f: _release_if_cancelled(f, sources))  # ...unless it never runs
+        self._inflight.append(fut)
+        while len(self._inflight) > self._max_inflight:  # bounded: wait for the oldest
             self._inflight.pop(0).result()
 
-    def _send(self, body: bytearray, frames: list[tuple[bytes, int, int, int, int]], ask: bool) -> None:
+    def _send(self, frames: list[_Frame], sources: list[_Source], ask: bool) -> None:
         try:
             todo = frames
             if ask:
@@ -187,32 +215,35 @@ class _Uploader:
             if todo:
                 table = bytearray(UP_COUNT.size + UP_FRAME.size * len(todo))
                 UP_COUNT.pack_into(table, 0, len(todo))
-                for i, (digest, _, ln, elem, phase) in enumerate(todo):
+                for i, (digest, _, _, ln, elem, phase) in enumerate(todo):
                     UP_FRAME.pack_into(table, UP_COUNT.size + i * UP_FRAME.size, digest, ln, elem, phase)
-                parts = [memoryview(table), *_pieces(memoryview(body), [(at, at + ln) for _, at, ln, _, _ in todo])]
-                length = sum(len(p) for p in parts)
-                resp = _retry(
-                    lambda: self._http.request(
-                        "POST",
-                        f"{API}/chunks",
-                        params={"name": self._name},
-                        content=parts,  # sent as it lies, no joined copy; re-iterable for a retry
-                        headers={"Content-Type": "application/octet-stream", "Content-Length": str(length)},
+                body = FileSpans(bytes(table), _spans(todo))
+                try:
+                    resp = _retry(
+                        lambda: self._http.request(
+                            "POST",
+                            f"{API}/chunks",
+                            params={"name": self._name},
+                            content=body,  # re-iterable for a retry
+                            headers={"Content-Type": "application/octet-stream", "Content-Length": str(len(body))},
+                        )
                     )
-                )
+                except CorruptData as exc:  # the server hashed other bytes than the scan did
+                    raise FileChanged(f"a file changed while being pushed ({exc.message})") from None
                 new = int(resp.json().get("new_bytes", 0))
-                sent = sum(f[2] for f in todo)
+                sent = sum(f[3] for f in todo)
                 with self._lock:
                     self.sent_bytes += sent
                     self.new_bytes += new
-                    self.wire_bytes += length
+                    self.wire_bytes += len(body)
                     self.chunks_sent += len(todo)
                     if not ask and new < sent:  # it had some: ask again
                         self._lacked_all = 0
             if self._progress:
-                self._progress(sum(f[2] for f in frames))
+                self._progress(sum(f[3] for f in frames))
         finally:
-            self._bodies.give(body)
+            for source in sources:
+                source.release()
 
     def finish(self) -> None:
         self.flush()
@@ -224,22 +255,26 @@ class _Uploader:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        for source in self._sources:  # a batch that never went out
+            source.release()
+        self._frames, self._sources = [], []
 
 
-def _pieces(view: memoryview, spans: list[tuple[int, int]]) -> list[memoryview]:
-    """The spans of ``view`` as parts of at most ``SEND_PIECE`` bytes, adjacent spans joined.
+def _release_if_cancelled(fut: Future, sources: list[_Source]) -> None:
+    if fut.cancelled():
+        for source in sources:
+            source.release()
 
-    The HTTP stack turns each part into one bytes object and, when the socket
-    takes only part of it, slices off the rest as a new copy: an 8 MiB part was
-    copied several times over. Parts of 1 MiB are copied once.
-    """
-    joined: list[list[int]] = []
-    for start, end in spans:
-        if joined and joined[-1][1] == start:
-            joined[-1][1] = end
+
+def _spans(frames: list[_Frame]) -> list[Span]:
+    """The frames' bytes as spans of their files, chunks that lie back to back joined."""
+    out: list[list[Any]] = []
+    for _, source, offset, length, _, _ in frames:
+        if out and out[-1][0] is source.file and out[-1][1] + out[-1][2] == offset:
+            out[-1][2] += length
         else:
-            joined.append([start, end])
-    return [view[at : min(at + SEND_PIECE, end)] for start, end in joined for at in range(start, end, SEND_PIECE)]
+            out.append([source.file, offset, length])
+    return [(f, offset, length) for f, offset, length in out]
 
 
 def missing_chunks(http: Any, name: str, digests: list[str]) -> list[str]:
@@ -276,7 +311,7 @@ def upload(
     for attempt in (0, 1):
         up = _Uploader(http, name, jobs=jobs, batch_bytes=batch_bytes, progress=progress)
         try:
-            entries = [scan_file(f.path, f.rel, up.add) for f in sources]
+            entries = [up.scan(f.path, f.rel) for f in sources]
             up.finish()
         finally:
             up.close()

@@ -22,9 +22,9 @@ from modelkeep.store.manifest import ChunkRef, FileEntry
 
 __all__ = ["scan_file", "open_source", "map_range", "mapped_blocks", "hashed_blocks", "OnChunk", "MAP_PIECE", "MAPPED_BLOCK"]
 
-# (digest, bytes, element size, phase): the bytes are valid only during the call, and
-# may lie in a mapping of the file: copy them with digest.copy_mapped
-OnChunk = Callable[[bytes, memoryview, int, int], None]
+# (digest, bytes, element size, phase, offset in the file): the bytes are valid only
+# during the call, and may lie in a mapping of the file: copy them with digest.copy_mapped
+OnChunk = Callable[[bytes, memoryview, int, int, int], None]
 
 
 MAP_PIECE = 16 * 1024 * 1024  # a tensor is mapped this much at a time (pages hashed leave the process)
@@ -120,7 +120,7 @@ def scan_file(path: str | Path, rel: str, on_chunk: OnChunk | None = None) -> Fi
                             refs.append(ChunkRef(Digest(d), ln))
                             if on_chunk is not None:
                                 phase = (block_off + off - seg.start) % seg.elem if seg.elem else 0
-                                on_chunk(d, view[off : off + ln], seg.elem, phase)
+                                on_chunk(d, view[off : off + ln], seg.elem, phase, block_off + off)
                         del view
                     del blocks
     entry = FileEntry.of_chunks(rel, refs, bool(st.st_mode & 0o111))

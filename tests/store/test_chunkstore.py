@@ -429,10 +429,10 @@ def test_scan_hashes_through_a_mapping_and_hands_over_the_same_bytes(tmp_path, m
     def collect():
         got = []
 
-        def keep(d, data, elem, phase):
+        def keep(d, data, elem, phase, offset):
             own = bytearray(len(data))
             assert copy_mapped(own, data)
-            got.append((d, bytes(own), elem, phase))
+            got.append((d, bytes(own), elem, phase, offset))
 
         return scan.scan_file(src, "m.safetensors", keep), got
 
@@ -442,9 +442,10 @@ def test_scan_hashes_through_a_mapping_and_hands_over_the_same_bytes(tmp_path, m
     assert mapped_entry == read_entry and mapped_chunks == read_chunks
     data = src.read_bytes()
     assert b"".join(c[1] for c in read_chunks) == data
+    assert all(data[offset : offset + len(b)] == b for _, b, _, _, offset in read_chunks)  # where a push sends from
     monkeypatch.undo()
 
-    def truncating(d, data, elem, phase):
+    def truncating(d, data, elem, phase, offset):
         os.truncate(src, 4096)
 
     with pytest.raises(InvalidPath, match="changed while being read"):

@@ -315,17 +315,35 @@ def test_frames_match_the_server(served):
     assert struct.calcsize(transfer.UP_FRAME.format) == 38
 
 
-def test_request_body_goes_out_in_bounded_parts_covering_exactly_the_spans():
+def test_a_body_is_its_table_then_its_chunks_spans_joined_where_they_touch(tmp_path):
+    from modelkeep.client._sendfile import FileChanged, FileSpans
+
     data = bytes(range(256)) * 20_000  # 5.1 MB
-    view = memoryview(data)
-    piece = transfer.SEND_PIECE
-    spans = [(0, 10), (10, 2 * piece + 7), (3 * piece, 3 * piece + 5), (4 * piece, len(data))]
-    parts = transfer._pieces(view, spans)
-    assert all(0 < len(p) <= piece for p in parts)
-    assert b"".join(parts) == b"".join(data[a:b] for a, b in spans)
-    # adjacent spans are joined: the first two make one run of 2 MiB + 7 bytes, so three parts
-    assert [len(p) for p in parts[:3]] == [piece, piece, 7]
-    assert transfer._pieces(view, []) == []
+    (tmp_path / "a").write_bytes(data)
+    (tmp_path / "b").write_bytes(data[::-1])
+    a, b = transfer._Source(tmp_path / "a"), transfer._Source(tmp_path / "b")
+    try:
+        frames = [
+            (b"1" * 32, a, 0, 10, 0, 0),
+            (b"2" * 32, a, 10, 3_000_000, 4, 2),  # continues the first: one span
+            (b"3" * 32, a, 4_000_000, 5, 0, 0),
+            (b"4" * 32, b, 4_000_005, 7, 0, 0),  # where a's span ends, but in another file
+        ]
+        spans = transfer._spans(frames)
+        assert [(f.name, off, n) for f, off, n in spans] == [
+            (str(tmp_path / "a"), 0, 3_000_010), (str(tmp_path / "a"), 4_000_000, 5), (str(tmp_path / "b"), 4_000_005, 7)
+        ]
+        body = FileSpans(b"table", spans)
+        expected = b"table" + data[:3_000_010] + data[4_000_000:4_000_005] + data[::-1][4_000_005:4_000_012]
+        assert len(body) == len(expected)
+        assert b"".join(body) == expected and b"".join(body) == expected  # iterable again, for a retry
+        assert all(len(part) <= 1024 * 1024 for part in body)
+        with pytest.raises(FileChanged):  # a span past the end: the file shrank after its scan
+            b"".join(FileSpans(b"", [(a.file, len(data) - 3, 10)]))
+    finally:
+        a.release()
+        b.release()
+    assert a.file.closed and b.file.closed
 
 
 def test_push_and_pull_through_a_server_on_s3(s3_endpoint, tmp_path):
