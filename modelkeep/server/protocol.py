@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import threading
 from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
@@ -67,19 +68,18 @@ def http_protocol() -> Any:
     class BodyProtocol(HttpToolsProtocol):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            self._scratch = memoryview(bytearray(SCRATCH))
             self._sink: _Sink | None = None
 
         # -- the event loop's reads ----------------------------------------------------
 
         def get_buffer(self, sizehint: int) -> memoryview:
             sink = self._sink
-            return self._scratch if sink is None else sink.rest()
+            return _scratch() if sink is None else sink.rest()
 
         def buffer_updated(self, nbytes: int) -> None:
             sink = self._sink
             if sink is None:
-                self.data_received(self._scratch[:nbytes])  # type: ignore[arg-type]  # the parser copies what it keeps
+                self.data_received(_scratch()[:nbytes])  # type: ignore[arg-type]  # the parser copies what it keeps
                 return
             if sink.advance(nbytes):
                 self._sink = None
@@ -148,6 +148,19 @@ def http_protocol() -> Any:
 
     make.protocol = BodyProtocol  # type: ignore[attr-defined]
     return make
+
+
+_local = threading.local()
+
+
+def _scratch() -> memoryview:
+    """The scratch buffer of this thread's event loop: every connection's reads pass through it
+    one at a time, and the parser copies what it keeps before the next read (as uvloop's own
+    buffer is one per loop, not one per connection)."""
+    view: memoryview | None = getattr(_local, "scratch", None)
+    if view is None:
+        view = _local.scratch = memoryview(bytearray(SCRATCH))
+    return view
 
 
 class _Reads(asyncio.BufferedProtocol):
