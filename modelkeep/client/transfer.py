@@ -53,8 +53,10 @@ DOWN_FRAME = struct.Struct("<32sI")  # digest | length
 BATCH_BYTES = 8 * 1024 * 1024  # pull: chunks asked for per request
 # Push: each batch is one request the server answers after sealing (and fsyncing)
 # its own pack, so fewer, larger batches cost it fewer seals; three in flight
-# keep both cores busy on one machine and bound the client's bodies to four.
-UPLOAD_BATCH_BYTES = 16 * 1024 * 1024
+# keep both cores busy on one machine. A batch holds spans of the files, not
+# their bytes: its size bounds the server's upload buffers (four kept), not the
+# client's memory. 32 MiB: ~10 % faster than 16 once bodies were no longer copied.
+UPLOAD_BATCH_BYTES = 32 * 1024 * 1024
 UPLOAD_JOBS = 3
 MISSING_PER_REQUEST = 50_000
 FETCH_PER_REQUEST = 1024
