@@ -36,7 +36,7 @@ from modelkeep.errors import InvalidPath, StorageError
 
 __all__ = ["FileChanged", "FilePoster", "FileSpans", "Span", "open_span_source"]
 
-Span = tuple[BinaryIO, int, int]  # file, offset, length
+Span = tuple[BinaryIO, int, int] | bytes  # (file, offset, length), or bytes held in memory
 _READ = 1024 * 1024  # a part of a span, where httpx sends it
 
 
@@ -46,18 +46,22 @@ class FileChanged(InvalidPath):
 
 @dataclass(frozen=True)
 class FileSpans:
-    """A request body: ``head``, then the bytes of each span of a file, back to back."""
+    """A request body: ``head``, then each span's bytes (of a file, or in memory), back to back."""
 
     head: bytes
     spans: list[Span]
 
     def __len__(self) -> int:
-        return len(self.head) + sum(n for _, _, n in self.spans)
+        return len(self.head) + sum(len(s) if isinstance(s, bytes) else s[2] for s in self.spans)
 
     def __iter__(self) -> Iterator[bytes]:
         """The body in parts (httpx's path; iterable again for a retry). Raises FileChanged."""
         yield self.head
-        for f, offset, n in self.spans:
+        for span in self.spans:
+            if isinstance(span, bytes):
+                yield span
+                continue
+            f, offset, n = span
             end = offset + n
             while offset < end:
                 part = os.pread(f.fileno(), min(_READ, end - offset), offset)
@@ -118,7 +122,11 @@ class FilePoster:
             conn.endheaders(body.head)
             sock = conn.sock
             assert sock is not None
-            for f, offset, n in body.spans:
+            for span in body.spans:
+                if isinstance(span, bytes):
+                    sock.sendall(span)
+                    continue
+                f, offset, n = span
                 if sock.sendfile(f, offset, n) != n:
                     raise FileChanged(f"{getattr(f, 'name', 'a file')} shrank while being pushed")
             resp = conn.getresponse()

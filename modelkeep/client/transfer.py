@@ -35,12 +35,12 @@ import blake3
 from modelkeep._gc import collector_paused
 from modelkeep.client._sendfile import FileChanged, FileSpans, Span, open_span_source
 from modelkeep.client.cache import ChunkCache
-from modelkeep.errors import ChunkNotFound, CorruptData, StorageError
+from modelkeep.errors import ChunkNotFound, CorruptData, InvalidPath, StorageError
 from modelkeep.registry import tree
 from modelkeep.registry.provenance import capture as capture_provenance
 from modelkeep.registry.types import Version
 from modelkeep.registry.wire import from_wire, to_wire
-from modelkeep.store.digest import Digest
+from modelkeep.store.digest import Digest, copy_mapped
 from modelkeep.store.manifest import Destination, FileEntry, Manifest
 from modelkeep.store.scan import scan_file
 
@@ -129,16 +129,20 @@ class _Source:
             self.file.close()
 
 
-# digest, source, offset in the file, length, element size, phase
-_Frame = tuple[bytes, _Source, int, int, int, int]
+# digest, source (None: the bytes are in ``copy``), offset in the file, length, element size, phase, copy
+_Frame = tuple[bytes, _Source | None, int, int, int, int, bytes]
+# A file this large is sent from the file itself; a smaller one's chunks are copied as
+# they are scanned, so a batch of many small files holds a few files open, not thousands.
+SPAN_MIN = 4 * 1024 * 1024
 
 
 class _Uploader:
     """Batches of chunks: ask which are missing, upload those, in worker threads.
 
-    A chunk is remembered as a span of its file, not copied: a request carries
-    a table of the chunks it holds, then their bytes back to back, sent from
-    the files (``_sendfile``: by the kernel where it can). The server encodes
+    A chunk of a large file is remembered as a span of that file, not copied
+    (a small file's chunks are copied, so a batch holds few files open): a
+    request carries a table of the chunks it holds, then their bytes back to
+    back, sent from the files (``_sendfile``: by the kernel where it can). The server encodes
     chunks that continue one another as one block. A batch the server lacks
     entirely goes out as it lies; otherwise the spans of the chunks it lacks.
     """
@@ -166,23 +170,33 @@ class _Uploader:
 
     def scan(self, path: str | Path, rel: str) -> FileEntry:
         """``scan_file``, with each chunk the server may lack queued for upload."""
-        self._source = _Source(path)
+        try:
+            large = os.stat(path).st_size >= SPAN_MIN
+        except OSError:
+            large = False  # scan_file says what is wrong with it
+        self._source = _Source(path) if large else None
         try:
             return scan_file(path, rel, self.add)
         finally:
-            self._source.release()
-            self._source = None
+            if self._source is not None:
+                self._source.release()
+                self._source = None
 
     def add(self, digest: bytes, data: bytes | memoryview, elem: int, phase: int, offset: int) -> None:
         if digest in self._seen:  # repeats within this push are sent once
             return
         self._seen.add(digest)
         source = self._source
-        assert source is not None, "add() is called by scan()"
-        if not self._sources or self._sources[-1] is not source:
+        copy = b""
+        if source is None:  # a small file: its bytes are kept, the file is not
+            own = bytearray(len(data))
+            if not copy_mapped(own, data):  # the bytes may lie in a mapping of the file: a guarded copy
+                raise InvalidPath("a file changed while being read")
+            copy = bytes(own)
+        elif not self._sources or self._sources[-1] is not source:
             source.retain()
             self._sources.append(source)
-        self._frames.append((digest, source, offset, len(data), elem, phase))
+        self._frames.append((digest, source, offset, len(data), elem, phase, copy))
         self._batched += len(data)
         if self._batched >= self._batch_bytes:
             self.flush()
@@ -217,7 +231,7 @@ class _Uploader:
             if todo:
                 table = bytearray(UP_COUNT.size + UP_FRAME.size * len(todo))
                 UP_COUNT.pack_into(table, 0, len(todo))
-                for i, (digest, _, _, ln, elem, phase) in enumerate(todo):
+                for i, (digest, _, _, ln, elem, phase, _) in enumerate(todo):
                     UP_FRAME.pack_into(table, UP_COUNT.size + i * UP_FRAME.size, digest, ln, elem, phase)
                 body = FileSpans(bytes(table), _spans(todo))
                 try:
@@ -269,14 +283,20 @@ def _release_if_cancelled(fut: Future, sources: list[_Source]) -> None:
 
 
 def _spans(frames: list[_Frame]) -> list[Span]:
-    """The frames' bytes as spans of their files, chunks that lie back to back joined."""
-    out: list[list[Any]] = []
-    for _, source, offset, length, _, _ in frames:
-        if out and out[-1][0] is source.file and out[-1][1] + out[-1][2] == offset:
-            out[-1][2] += length
+    """The frames' bytes as spans: of their files, chunks that lie back to back joined; copies joined."""
+    out: list[list[Any] | bytearray] = []
+    for _, source, offset, length, _, _, copy in frames:
+        last = out[-1] if out else None
+        if source is None:
+            if isinstance(last, bytearray):
+                last += copy
+            else:
+                out.append(bytearray(copy))
+        elif isinstance(last, list) and last[0] is source.file and last[1] + last[2] == offset:
+            last[2] += length
         else:
             out.append([source.file, offset, length])
-    return [(f, offset, length) for f, offset, length in out]
+    return [bytes(s) if isinstance(s, bytearray) else (s[0], s[1], s[2]) for s in out]
 
 
 def missing_chunks(http: Any, name: str, digests: list[str]) -> list[str]:

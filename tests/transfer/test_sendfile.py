@@ -14,7 +14,7 @@ from modelkeep.client._sendfile import FileChanged, FilePoster
 from modelkeep.errors import ArtifactNotFound
 
 
-def _blob(root: Path, size: int = 3_000_000) -> Path:
+def _blob(root: Path, size: int = 5_000_000) -> Path:  # over SPAN_MIN: sent from the file
     root.mkdir()
     (root / "blob.bin").write_bytes(os.urandom(size))
     return root
@@ -33,12 +33,24 @@ def _posts(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return sent
 
 
+def _after_each_scan(monkeypatch: pytest.MonkeyPatch, change) -> None:  # type: ignore[no-untyped-def]
+    """Call ``change(path)`` on each pushed file once it has been scanned, before its batch goes out."""
+    scan = transfer._Uploader.scan
+
+    def scan_then_change(self, path, rel):  # type: ignore[no-untyped-def]
+        entry = scan(self, path, rel)
+        change(path)
+        return entry
+
+    monkeypatch.setattr(transfer._Uploader, "scan", scan_then_change)
+
+
 def test_a_plain_http_push_is_sent_from_the_files_and_pulls_back_the_same(served, tmp_path, monkeypatch):
     sent = _posts(monkeypatch)
     src = _blob(tmp_path / "src")
     r = transfer.upload(served.http, src, "team/blob", batch_bytes=1_000_000, jobs=2)
     assert len(sent) >= 3 and sum(sent) == r.wire_bytes
-    assert r.sent_bytes == r.total_bytes == 3_000_000
+    assert r.sent_bytes == r.total_bytes == 5_000_000
     out = tmp_path / "out"
     transfer.download(served.http, "team/blob@latest", out)
     assert (out / "blob.bin").read_bytes() == (src / "blob.bin").read_bytes()
@@ -46,16 +58,34 @@ def test_a_plain_http_push_is_sent_from_the_files_and_pulls_back_the_same(served
     assert 0 < len(served.http._poster._idle) <= 2
 
 
+def test_small_files_are_copied_and_only_large_ones_held_open(served, tmp_path, monkeypatch):
+    src = tmp_path / "dataset"
+    src.mkdir()
+    files = {f"part-{i:04d}.json": os.urandom(1_000 + i) for i in range(300)}
+    files["weights.bin"] = os.urandom(transfer.SPAN_MIN + 1)
+    for name, data in files.items():
+        (src / name).write_bytes(data)
+    opened: list[str] = []
+    original = transfer._Source.__init__
+
+    def counting(self, path):  # type: ignore[no-untyped-def]
+        opened.append(Path(path).name)
+        original(self, path)
+
+    monkeypatch.setattr(transfer._Source, "__init__", counting)
+    sent = _posts(monkeypatch)
+    r = transfer.upload(served.http, src, "team/dataset", batch_bytes=1_000_000)
+    assert opened == ["weights.bin"]  # 300 small files, none held open
+    assert sum(sent) == r.wire_bytes and r.sent_bytes == r.total_bytes
+    out = tmp_path / "out"
+    transfer.download(served.http, "team/dataset@latest", out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == files
+
+
 def test_a_file_changed_after_its_scan_is_refused_and_nothing_is_committed(served, tmp_path, monkeypatch):
     src = _blob(tmp_path / "src")
-    scan = transfer._Uploader.scan
-
-    def scan_then_change(self, path, rel):  # type: ignore[no-untyped-def]
-        entry = scan(self, path, rel)
-        Path(path).write_bytes(os.urandom(3_000_000))  # same size, other bytes, before anything is sent
-        return entry
-
-    monkeypatch.setattr(transfer._Uploader, "scan", scan_then_change)
+    # same size, other bytes, before anything is sent
+    _after_each_scan(monkeypatch, lambda path: Path(path).write_bytes(os.urandom(5_000_000)))
     with pytest.raises(FileChanged, match="changed while being pushed"):
         transfer.upload(served.http, src, "team/changed", batch_bytes=8_000_000)
     with pytest.raises(ArtifactNotFound):
@@ -65,14 +95,7 @@ def test_a_file_changed_after_its_scan_is_refused_and_nothing_is_committed(serve
 
 def test_a_file_that_shrank_after_its_scan_is_refused(served, tmp_path, monkeypatch):
     src = _blob(tmp_path / "src")
-    scan = transfer._Uploader.scan
-
-    def scan_then_truncate(self, path, rel):  # type: ignore[no-untyped-def]
-        entry = scan(self, path, rel)
-        os.truncate(path, 1_000_000)
-        return entry
-
-    monkeypatch.setattr(transfer._Uploader, "scan", scan_then_truncate)
+    _after_each_scan(monkeypatch, lambda path: os.truncate(path, 1_000_000))
     with pytest.raises(FileChanged, match="shrank"):
         transfer.upload(served.http, src, "team/shrunk", batch_bytes=8_000_000)
     with pytest.raises(ArtifactNotFound):
@@ -80,7 +103,7 @@ def test_a_file_that_shrank_after_its_scan_is_refused(served, tmp_path, monkeypa
     # the connection that carried half a request was dropped: the next push works
     monkeypatch.undo()
     ok = _blob(tmp_path / "ok")
-    assert transfer.upload(served.http, ok, "team/ok").sent_bytes == 3_000_000
+    assert transfer.upload(served.http, ok, "team/ok").sent_bytes == 5_000_000
 
 
 def test_httpx_sends_where_the_kernel_cannot(served, tmp_path, monkeypatch):
@@ -91,8 +114,8 @@ def test_httpx_sends_where_the_kernel_cannot(served, tmp_path, monkeypatch):
         r = transfer.upload(http, _blob(tmp_path / "src"), "team/httpx", batch_bytes=1_000_000)
     finally:
         http.close()
-    assert not sent and r.sent_bytes == 3_000_000
-    assert served.registry.get("team/httpx").size == 3_000_000
+    assert not sent and r.sent_bytes == 5_000_000
+    assert served.registry.get("team/httpx").size == 5_000_000
 
 
 def test_where_the_poster_applies(monkeypatch):

@@ -324,17 +324,20 @@ def test_a_body_is_its_table_then_its_chunks_spans_joined_where_they_touch(tmp_p
     a, b = transfer._Source(tmp_path / "a"), transfer._Source(tmp_path / "b")
     try:
         frames = [
-            (b"1" * 32, a, 0, 10, 0, 0),
-            (b"2" * 32, a, 10, 3_000_000, 4, 2),  # continues the first: one span
-            (b"3" * 32, a, 4_000_000, 5, 0, 0),
-            (b"4" * 32, b, 4_000_005, 7, 0, 0),  # where a's span ends, but in another file
+            (b"1" * 32, a, 0, 10, 0, 0, b""),
+            (b"2" * 32, a, 10, 3_000_000, 4, 2, b""),  # continues the first: one span
+            (b"3" * 32, a, 4_000_000, 5, 0, 0, b""),
+            (b"4" * 32, b, 4_000_005, 7, 0, 0, b""),  # where a's span ends, but in another file
+            (b"5" * 32, None, 0, 3, 0, 0, b"abc"),  # chunks of small files, copied: joined
+            (b"6" * 32, None, 0, 2, 0, 0, b"de"),
         ]
         spans = transfer._spans(frames)
-        assert [(f.name, off, n) for f, off, n in spans] == [
-            (str(tmp_path / "a"), 0, 3_000_010), (str(tmp_path / "a"), 4_000_000, 5), (str(tmp_path / "b"), 4_000_005, 7)
+        assert [s if isinstance(s, bytes) else (s[0].name, s[1], s[2]) for s in spans] == [
+            (str(tmp_path / "a"), 0, 3_000_010), (str(tmp_path / "a"), 4_000_000, 5), (str(tmp_path / "b"), 4_000_005, 7),
+            b"abcde",
         ]
         body = FileSpans(b"table", spans)
-        expected = b"table" + data[:3_000_010] + data[4_000_000:4_000_005] + data[::-1][4_000_005:4_000_012]
+        expected = b"table" + data[:3_000_010] + data[4_000_000:4_000_005] + data[::-1][4_000_005:4_000_012] + b"abcde"
         assert len(body) == len(expected)
         assert b"".join(body) == expected and b"".join(body) == expected  # iterable again, for a retry
         assert all(len(part) <= 1024 * 1024 for part in body)
