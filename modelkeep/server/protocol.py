@@ -86,7 +86,8 @@ def http_protocol() -> Any:
                 self._fresh_parser()
                 sink.cycle.more_body = False
                 sink.cycle.message_event.set()
-                sink.done.set_result(None)
+                if not sink.done.done():  # cancelled, its route not yet resumed: nothing to tell
+                    sink.done.set_result(None)
 
         def connection_lost(self, exc: Exception | None) -> None:
             sink, self._sink = self._sink, None
