@@ -211,8 +211,9 @@ class KeptAnswers:
     SQLite's data version, which every commit of any process changes) stays the
     same, a kept answer is the answer, and it costs no read and no encoding.
     The revision is read before the registry, so a commit landing during the
-    read leaves an answer that is already out of date and read again next time,
-    never one newer than its number claims. A registry that cannot tell
+    read leaves the answer kept under the older number, which no longer
+    matches: it is read again next time. A kept answer is never older than
+    the number it is kept under. A registry that cannot tell
     (PostgreSQL) keeps nothing. Callers are authorized before a kept answer is
     looked up, as before any read. At most ``size`` answers, oldest dropped first.
     """
