@@ -92,6 +92,10 @@ def serve(
     read_threads: Annotated[
         int, typer.Option("--read-threads", min=1, help="Worker threads for read operations and token lookups.")
     ] = 4,
+    upload_buffers_idle: Annotated[
+        float,
+        typer.Option("--upload-buffers-idle", min=0.0, help="Seconds without an upload before reused upload buffers are let go."),
+    ] = 60.0,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning, error.")] = "info",
     workers: Annotated[
         int, typer.Option("--workers", min=1, help="Server processes sharing the port, one core each (fork; see docs/server.md).")
@@ -124,6 +128,7 @@ def serve(
         webhook_allow_private=webhook_allow_private,
         webhook_attempts=webhook_attempts,
         webhook_backoff_seconds=webhook_backoff,
+        upload_buffers_idle_seconds=upload_buffers_idle,
     )
 
     def serve_on(registry, sockets=None, **where) -> None:  # type: ignore[no-untyped-def]

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -91,6 +92,8 @@ class ServerContext:
     bodies: BufferPool = field(default_factory=lambda: BufferPool(keep=4))  # chunk upload bodies, reused
     answers: _operation.KeptAnswers = field(default_factory=_operation.KeptAnswers)  # of ref resolutions
     _readers: anyio.CapacityLimiter | None = field(default=None, init=False, repr=False)
+    _last_upload: float = field(default=0.0, init=False, repr=False)
+    _trim: asyncio.TimerHandle | None = field(default=None, init=False, repr=False)
     _lookups: dict[str, asyncio.Future[Principal]] = field(default_factory=dict, init=False, repr=False)
 
     async def read(self, fn: Callable[[], T], *, point: bool = False) -> T:
@@ -141,6 +144,30 @@ class ServerContext:
         self._lookups.pop(key, None)
         if not done.cancelled():
             done.exception()  # retrieved: a refusal every waiter went away from is not "never retrieved"
+
+    def uploaded(self) -> None:
+        """An upload finished: the reused buffers are let go once uploads stop for a while.
+
+        A 1 GiB push leaves the server holding its upload buffers (four of ~33 MiB)
+        and the store's planes and pack staging buffers, ~150 MB, for the next push. After
+        ``upload_buffers_idle_seconds`` without an upload they are unmapped, and the
+        process is back near its size before any push; the next push maps them
+        afresh (a few tens of milliseconds of page faults).
+        """
+        self._last_upload = time.monotonic()
+        if self._trim is None:
+            delay = self.settings.upload_buffers_idle_seconds
+            self._trim = asyncio.get_running_loop().call_later(delay, self._trim_if_idle)
+
+    def _trim_if_idle(self) -> None:
+        self._trim = None
+        delay = self.settings.upload_buffers_idle_seconds
+        quiet = time.monotonic() - self._last_upload
+        if quiet < delay:  # uploads came meanwhile: look again when the last one is old enough
+            self._trim = asyncio.get_running_loop().call_later(delay - quiet, self._trim_if_idle)
+            return
+        freed = self.bodies.trim() + self.registry.store.trim_buffers()
+        log.debug("no upload for %.0f s: let go of %d MB of upload buffers", quiet, freed // 2**20)
 
     def revision(self) -> int | None:
         """The registry's revision (``EmbeddedRegistry.revision``), None where it has none."""

@@ -23,3 +23,4 @@ class ServerSettings:
     webhook_attempts: int = 5  # deliveries per event and subscription, with backoff between
     webhook_backoff_seconds: float = 1.0  # first wait; doubles each retry
     webhook_timeout_seconds: float = 10.0
+    upload_buffers_idle_seconds: float = 60.0  # reused upload buffers are let go after this long without an upload

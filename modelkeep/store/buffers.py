@@ -79,6 +79,23 @@ class BufferPool:
         # is a few bytes longer or shorter each time) finds this buffer big enough.
         return fresh(-(-n // _GRANULE) * _GRANULE if n > _GRANULE else n)
 
+    def trim(self) -> int:
+        """Let every idle buffer go (its memory back to the system); the bytes let go.
+
+        Buffers in use are not touched: they are kept or dropped as usual when given back.
+        """
+        with self._lock:
+            idle, self._free = self._free, []
+        freed = 0
+        for buf in idle:
+            freed += len(buf)
+            if isinstance(buf, mmap.mmap):
+                try:
+                    buf.close()  # unmapped now, not when the collector gets to it
+                except BufferError:  # a view of it outlived its borrow: unmapped with the view
+                    pass
+        return freed
+
     def give(self, buf: Buffer) -> None:
         with self._lock:
             if len(self._free) < self._keep:

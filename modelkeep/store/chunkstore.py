@@ -47,7 +47,7 @@ from modelkeep.store.digest import MAPPED, Digest, copy_mapped, hash_chunks, has
 from modelkeep.store.gc import GC_GENERATION
 from modelkeep.store.index import Index
 from modelkeep.store.manifest import ChunkRef, FileEntry, Manifest, normalize_path
-from modelkeep.store.packs import PACK_TARGET, PackWriter, pack_name
+from modelkeep.store.packs import PACK_TARGET, PackWriter, pack_name, trim_staging
 from modelkeep.store.planes import shuffle_many
 from modelkeep.store.scan import hashed_blocks, map_range, open_source
 
@@ -114,6 +114,10 @@ class ChunkStore:
         self.backend = backend
         self._index: Index | None = None
         self.scratch = BufferPool(keep=4)  # put_chunks: grouped planes of a run of uploaded chunks
+
+    def trim_buffers(self) -> int:
+        """Let the reused buffers that are idle go (a server calls this once uploads stop); the bytes let go."""
+        return self.scratch.trim() + trim_staging()
 
     @property
     def url(self) -> str:

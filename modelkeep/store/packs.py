@@ -34,7 +34,7 @@ from modelkeep.store.buffers import anonymous
 from modelkeep.store.digest import hash_bytes
 from modelkeep.store.planes import gather
 
-__all__ = ["PackEntry", "PackWriter", "read_header", "read_header_bytes", "pack_name", "PACK_TARGET", "FORMAT"]
+__all__ = ["PackEntry", "PackWriter", "read_header", "read_header_bytes", "pack_name", "trim_staging", "PACK_TARGET", "FORMAT"]
 
 MAGIC = b"MKPK"
 FORMAT = 2  # 2: chunks may use the nib4 plane method (codec.py); format 1 packs are read as ever
@@ -213,6 +213,15 @@ class _Stage:
         return stage
 
     @classmethod
+    def trim(cls) -> int:
+        """Unmap the idle buffers (those of stages being written are not idle); the bytes let go."""
+        with cls._lock:
+            idle, cls._free = cls._free, []
+        for m in idle:
+            m.close()
+        return len(idle) * cls.SIZE
+
+    @classmethod
     def _take(cls) -> mmap.mmap:
         with cls._lock:
             if cls._free:
@@ -284,6 +293,11 @@ class _Stage:
         for m in self.maps:
             m.close()
         self.maps = []
+
+
+def trim_staging() -> int:
+    """Unmap the idle staging buffers of O_DIRECT pack writes; the bytes let go."""
+    return _Stage.trim()
 
 
 def _after_fork_in_child() -> None:

@@ -143,6 +143,7 @@ async def upload(request: Request, name: str) -> JSONResponse:
             if body is None:
                 body = await _fill(request, MAX_BATCH_BYTES, out)
             received, new = await _store_upload(store, body)
+    ctx.uploaded()
     return JSONResponse({"received": received, "new_bytes": new})
 
 
