@@ -28,13 +28,13 @@ POSTGRES_ENV = "MODELKEEP_TEST_POSTGRES_URL"
 
 
 @contextmanager
-def serve_in_thread(app: Any) -> Iterator[str]:
-    """Start ``app``, yield its base URL, stop it (and its lifespan) on exit."""
+def serve_in_thread(app: Any, http: Any = None) -> Iterator[str]:
+    """Start ``app`` (under ``http``, uvicorn's protocol; default: the server's own), yield its base URL, stop it."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", ws="none", http=http_protocol())
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", ws="none", http=http or http_protocol())
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

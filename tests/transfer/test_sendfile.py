@@ -176,3 +176,39 @@ def test_a_kept_connection_the_server_closed_is_replaced(tmp_path):
         f.close()
         listener.close()
         thread.join(5)
+
+
+def test_a_server_without_the_in_place_protocol_reads_bodies_as_a_stream(tmp_path, monkeypatch):
+    """uvicorn's pure-Python h11 protocol (no httptools): the upload route reads request.stream()."""
+    from _servers import serve_in_thread
+
+    from modelkeep.registry.embedded import EmbeddedRegistry
+    from modelkeep.server.app import create_app
+    from modelkeep.server.routes import chunks
+    from modelkeep.server.settings import ServerSettings
+
+    streamed: list[int] = []
+    fill = chunks._fill
+
+    async def counting_fill(request, limit, out):  # type: ignore[no-untyped-def]
+        streamed.append(len(out))
+        return await fill(request, limit, out)
+
+    monkeypatch.setattr(chunks, "_fill", counting_fill)
+
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    registry = EmbeddedRegistry(db, f"file://{tmp_path / 'store'}", "server")
+    try:
+        app = create_app(registry, ServerSettings(db_url=db, auth=False))
+        with serve_in_thread(app, http="h11") as url:
+            http = Http(url)
+            try:
+                src = _blob(tmp_path / "src")
+                r = transfer.upload(http, src, "team/h11", batch_bytes=1_000_000)
+                assert r.sent_bytes == 5_000_000 and sum(streamed) == r.wire_bytes
+                transfer.download(http, "team/h11@latest", tmp_path / "out")
+            finally:
+                http.close()
+        assert (tmp_path / "out" / "blob.bin").read_bytes() == (src / "blob.bin").read_bytes()
+    finally:
+        registry.close()
