@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
@@ -61,13 +61,46 @@ def make_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(url, parsed.database)
-    return create_engine(url, pool_pre_ping=True, future=True)
+    return _postgres_engine(url)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     # expire_on_commit=False: rows are converted to records inside the unit of
     # work, but attributes must stay readable after the commit that ends it.
     return sessionmaker(engine, expire_on_commit=False, autoflush=True)
+
+
+PING_AFTER_IDLE_SECONDS = 1.0
+
+
+def _postgres_engine(url: str) -> Engine:
+    """An engine whose connections are pinged when they come out of the pool after lying idle.
+
+    SQLAlchemy's ``pool_pre_ping`` pings on every checkout: a round trip in front of
+    every registry call, ~140 us of ~860 for resolving an alias here. A connection
+    used a moment ago was alive a moment ago; one idle for over a second (a
+    database restarted meanwhile, a proxy that closed it) is pinged first, and a
+    dead one is replaced before anyone uses it, as with ``pool_pre_ping``.
+    """
+    engine = create_engine(url, future=True)
+
+    @event.listens_for(engine, "checkin")
+    def _used(_dbapi_conn: Any, record: Any) -> None:
+        record.info["modelkeep_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("modelkeep_idle_since")
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE_SECONDS:
+            return  # new (just connected), or returned a moment ago
+        try:
+            alive = engine.dialect.do_ping(dbapi_conn)
+        except Exception:  # noqa: BLE001 - whatever the driver raises for a dead connection
+            alive = False
+        if not alive:
+            raise DisconnectionError("connection lost while idle in the pool")  # the pool connects anew
+
+    return engine
 
 
 def _sqlite_engine(url: str, database: str | None) -> Engine:

@@ -48,6 +48,15 @@ class UnitOfWork:
         self._sessions = sessions
         self._engine: Engine = sessions.kw["bind"]
         self._attempts = attempts
+        # PostgreSQL reads at READ COMMITTED: every statement sees its own snapshot,
+        # inside a transaction or not, so a BEGIN and a COMMIT around a bare read
+        # are two round trips that buy nothing (of five per alias resolution).
+        # SQLite's BEGIN gives the read one snapshot across its statements: kept.
+        self._rows_engine = (
+            self._engine.execution_options(isolation_level="AUTOCOMMIT")
+            if self._engine.dialect.name == "postgresql"
+            else self._engine
+        )
 
     def read(self, fn: Callable[[Session], T]) -> T:
         try:
@@ -57,9 +66,14 @@ class UnitOfWork:
             raise _translate(exc) from exc
 
     def read_rows(self, fn: Callable[[Connection], T]) -> T:
-        """``read`` on a bare connection, for hot reads written against SQLAlchemy Core."""
+        """``read`` on a bare connection, for hot reads written against SQLAlchemy Core.
+
+        On PostgreSQL without a transaction (see ``__init__``): ``fn`` must not
+        count on one snapshot across its statements, which READ COMMITTED never
+        gave anyway.
+        """
         try:
-            with self._engine.connect() as conn, conn.begin():
+            with self._rows_engine.connect() as conn, conn.begin():
                 return fn(conn)
         except sa_exc.OperationalError as exc:
             raise _translate(exc) from exc
