@@ -28,7 +28,10 @@ from sqlalchemy.pool import StaticPool
 
 from modelkeep.errors import InvalidURI
 
-__all__ = ["BUSY_TIMEOUT_SECONDS", "WRITE_OPTION", "DataVersion", "make_engine", "make_sessionmaker", "normalize_url"]
+__all__ = [
+    "BUSY_TIMEOUT_SECONDS", "WRITE_OPTION", "DataVersion", "PgRevision", "make_engine", "make_sessionmaker", "normalize_url",
+    "revision_source",
+]
 
 BUSY_TIMEOUT_SECONDS = 30.0
 WRITE_OPTION = "modelkeep_write"
@@ -173,8 +176,8 @@ class DataVersion:
 
     @classmethod
     def of(cls, engine: Engine) -> DataVersion | None:
-        """One for ``engine``'s database; None where there is no such number: PostgreSQL (it would
-        cost a round trip, as much as the read it would spare) and SQLite in memory (one connection)."""
+        """One for ``engine``'s SQLite file; None for any other database (PostgreSQL: ``PgRevision``)
+        and for SQLite in memory (one connection: no other to ask from)."""
         url = engine.url
         if url.get_backend_name() != "sqlite":
             return None
@@ -195,3 +198,54 @@ class DataVersion:
             if self._conn is not None and self._pid == os.getpid():
                 self._conn.close()
             self._conn = None
+
+
+class PgRevision:
+    """``registry_revision.n`` of a PostgreSQL registry: bumped at the commit of every change.
+
+    Migration ``0006_pg_revision`` keeps it: a deferred trigger on every table adds
+    one at commit, once per transaction, so equal numbers mean nothing was
+    committed in between, whichever replica wrote. Read with one query on a
+    connection of its own (autocommit; opened again in a forked child, used under
+    a lock). A failure answers None (nothing is kept meanwhile) and the next
+    call connects anew.
+    """
+
+    def __init__(self, conninfo: str) -> None:
+        self._conninfo = conninfo
+        self._lock = threading.Lock()
+        self._conn: Any = None
+        self._pid = 0
+
+    def __call__(self) -> int | None:
+        import psycopg
+
+        with self._lock:
+            try:
+                if self._conn is None or self._pid != os.getpid() or self._conn.closed:
+                    self._conn = psycopg.connect(self._conninfo, autocommit=True)
+                    self._pid = os.getpid()
+                row = self._conn.execute("SELECT n FROM registry_revision WHERE id = 1", prepare=True).fetchone()
+            except psycopg.Error:
+                self._drop()
+                return None
+            return None if row is None else int(row[0])
+
+    def _drop(self) -> None:
+        if self._conn is not None and self._pid == os.getpid():
+            try:
+                self._conn.close()
+            except Exception:  # noqa: BLE001 - closing a broken connection
+                pass
+        self._conn = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+
+def revision_source(engine: Engine) -> DataVersion | PgRevision | None:
+    """What tells the revision of ``engine``'s registry database, or None (SQLite in memory)."""
+    if engine.url.get_backend_name() == "postgresql":
+        return PgRevision(engine.url.set(drivername="postgresql").render_as_string(hide_password=False))
+    return DataVersion.of(engine)

@@ -30,11 +30,19 @@ from modelkeep.db.engine import WRITE_OPTION
 if TYPE_CHECKING:
     from alembic.config import Config
 
-__all__ = ["MIGRATIONS", "alembic_config", "current_revision", "head_revision", "upgrade"]
+__all__ = ["MIGRATIONS", "UNMAPPED_TABLES", "alembic_config", "current_revision", "head_revision", "include_object", "upgrade"]
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+# Tables the migrations keep outside the ORM models: PostgreSQL's registry revision
+# (migration 0006), which only triggers write and only ``engine.PgRevision`` reads.
+UNMAPPED_TABLES = frozenset({"registry_revision"})
+
+
+def include_object(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
+    """Alembic's filter when comparing the database with the models: not the unmapped tables."""
+    return not (type_ == "table" and name in UNMAPPED_TABLES)
 _PG_LOCK_KEY = 0x6D6B_6565_7001  # "mkee" + 1: an arbitrary constant owned by modelkeep
 
 

@@ -25,7 +25,7 @@ from sqlalchemy.exc import OperationalError
 from modelkeep._gc import collector_paused
 from modelkeep.config import Settings
 from modelkeep.db import schema
-from modelkeep.db.engine import DataVersion, make_engine, make_sessionmaker
+from modelkeep.db.engine import make_engine, make_sessionmaker, revision_source
 from modelkeep.db.models import ManifestRow, VersionRow, utcnow
 from modelkeep.db.uow import UnitOfWork
 from modelkeep.errors import ChunkNotFound, InvalidInput, InvalidRef, StorageError
@@ -119,7 +119,7 @@ class EmbeddedRegistry(Governance, Registry):
                 self._store.close()
             raise
         self._uow = UnitOfWork(make_sessionmaker(self._engine))
-        self._data_version = DataVersion.of(self._engine)
+        self._revision = revision_source(self._engine)
 
     @property
     def store(self) -> ChunkStore:
@@ -140,12 +140,14 @@ class EmbeddedRegistry(Governance, Registry):
 
     def revision(self) -> int | None:
         """A number that changes whenever anything is committed to this registry's database, by
-        any process; None where the database cannot tell cheaply (PostgreSQL, SQLite in memory).
+        any process or replica; None where it cannot be told (SQLite in memory, a database
+        that does not answer).
 
         Two equal numbers mean every read between them answered the same: the server
-        keeps the encoded answers of ref resolutions until the number changes.
+        keeps the encoded answers of ref resolutions until the number changes. SQLite:
+        its data version (~2 us, no I/O). PostgreSQL: one query (``db/engine.PgRevision``).
         """
-        return None if self._data_version is None else self._data_version()
+        return None if self._revision is None else self._revision()
 
     # -- versions --------------------------------------------------------------
 
@@ -635,8 +637,8 @@ class EmbeddedRegistry(Governance, Registry):
     def close(self) -> None:
         if self._is_view:
             return
-        if self._data_version is not None:
-            self._data_version.close()
+        if self._revision is not None:
+            self._revision.close()
         self._engine.dispose()
         if self._owns_store:
             self._store.close()

@@ -10,7 +10,10 @@ from pathlib import Path
 
 from _servers import fresh_postgres
 
-from modelkeep.db.engine import DataVersion, make_engine
+from sqlalchemy import text
+
+from modelkeep.db.engine import DataVersion, PgRevision, make_engine, revision_source
+from modelkeep.registry.embedded import EmbeddedRegistry
 
 
 def test_every_commit_changes_it_and_nothing_else_does(tmp_path: Path) -> None:
@@ -67,11 +70,59 @@ def test_a_forked_child_asks_on_a_connection_of_its_own(tmp_path: Path) -> None:
     engine.dispose()
 
 
-def test_none_where_it_would_not_be_cheap_or_not_shared() -> None:
+def test_none_for_sqlite_in_memory() -> None:
     memory = make_engine("sqlite://")
-    assert DataVersion.of(memory) is None
+    assert DataVersion.of(memory) is None and revision_source(memory) is None
     memory.dispose()
+
+
+def test_postgresql_revision_counts_committed_transactions_once_each(tmp_path: Path) -> None:
     with fresh_postgres() as url:
-        pg = make_engine(url)
-        assert DataVersion.of(pg) is None
-        pg.dispose()
+        registry = EmbeddedRegistry(url, f"file://{tmp_path / 'store'}", "tester")  # migrates the database
+        try:
+            engine = make_engine(url)
+            revision = revision_source(engine)
+            assert isinstance(revision, PgRevision)
+            seen = revision()
+            assert isinstance(seen, int) and revision() == seen
+            registry.versions  # noqa: B018 - a read of the registry: nothing committed
+            with engine.connect() as conn:
+                conn.execute(text("SELECT count(*) FROM artifacts")).all()
+            assert revision() == seen
+            with engine.connect() as conn:  # rolled back: nothing committed
+                conn.execute(text("INSERT INTO users (name, created_at, created_by) VALUES ('x', now(), 't')"))
+                conn.rollback()
+            assert revision() == seen
+            with engine.begin() as conn:  # one transaction of three rows: one step
+                for name in ("u1", "u2", "u3"):
+                    conn.execute(text("INSERT INTO users (name, created_at, created_by) VALUES (:n, now(), 't')"), {"n": name})
+            assert revision() == seen + 1
+            (tmp_path / "f.txt").write_text("x")
+            registry.push(tmp_path / "f.txt", "team/model")  # the registry's own writes count too
+            assert revision() > seen + 1
+            revision.close()
+            engine.dispose()
+        finally:
+            registry.close()
+
+
+def test_every_postgresql_table_bumps_the_revision(tmp_path: Path) -> None:
+    """A table a later migration adds without the trigger would let kept answers go stale."""
+    with fresh_postgres() as url:
+        EmbeddedRegistry(url, f"file://{tmp_path / 'store'}", "tester").close()
+        engine = make_engine(url)
+        try:
+            with engine.connect() as conn:
+                tables = set(conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")).scalars())
+                triggered = set(
+                    conn.execute(
+                        text(
+                            "SELECT c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+                            "WHERE t.tgname = 'modelkeep_revision'"
+                        )
+                    ).scalars()
+                )
+        finally:
+            engine.dispose()
+        assert len(tables) > 10
+        assert tables - triggered == {"alembic_version", "registry_revision"}

@@ -35,22 +35,31 @@ def _counting_reads(registry: EmbeddedRegistry) -> list[object]:
     return calls
 
 
+def _seeded(srv, src: Path) -> tuple[str, list[object]]:  # type: ignore[no-untyped-def]
+    """a/model 1.0.0 and 1.1.0 with production on 1.0.0: an admin token, and the server's reads counted from now."""
+    admin = srv.user("root", {"*": Role.ADMIN})
+    with srv.remote(admin) as reg:
+        reg.push(src, "a/model")
+        (src / "w.bin").write_bytes(b"weights 2")
+        reg.push(src, "a/model")
+        reg.set_alias("a/model", "production", "1.0.0")
+    return admin, _counting_reads(srv.registry)
+
+
+def _production(http: httpx.Client) -> dict:  # type: ignore[type-arg]
+    r = http.get("/api/v1/version", params={"ref": "a/model@production"})
+    assert r.status_code == 200, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
 def test_a_resolution_is_read_once_until_any_process_commits(tmp_path: Path, src: Path) -> None:
     db = f"sqlite:///{tmp_path / 'r.db'}"
     with served(db, tmp_path / "store") as srv:
-        admin = srv.user("root", {"*": Role.ADMIN})
-        with srv.remote(admin) as reg:
-            reg.push(src, "a/model")
-            (src / "w.bin").write_bytes(b"weights 2")
-            reg.push(src, "a/model")
-            reg.set_alias("a/model", "production", "1.0.0")
-        calls = _counting_reads(srv.registry)
+        admin, calls = _seeded(srv, src)
         with httpx.Client(base_url=srv.url, headers=bearer(admin), timeout=30) as http:
 
-            def production() -> dict:
-                r = http.get("/api/v1/version", params={"ref": "a/model@production"})
-                assert r.status_code == 200, r.text
-                return r.json()
+            def production() -> dict:  # type: ignore[type-arg]
+                return _production(http)
 
             assert production()["version"] == "1.0.0"
             assert production()["version"] == "1.0.0"
@@ -106,15 +115,20 @@ def test_a_kept_answer_is_still_authorized(tmp_path: Path, src: Path) -> None:
             assert len(calls) == 1
 
 
-def test_postgresql_keeps_no_answers(src: Path, tmp_path: Path) -> None:
+def test_postgresql_keeps_answers_until_any_replica_commits(src: Path, tmp_path: Path) -> None:
     with fresh_postgres() as url, served(url, tmp_path / "store") as srv:
-        assert srv.registry.revision() is None
-        admin = srv.user("root", {"*": Role.ADMIN})
-        with srv.remote(admin) as reg:
-            reg.push(src, "a/model")
-            reg.set_alias("a/model", "production", "1.0.0")
-        calls = _counting_reads(srv.registry)
+        admin, calls = _seeded(srv, src)
         with httpx.Client(base_url=srv.url, headers=bearer(admin), timeout=30) as http:
-            for _ in range(2):
-                assert http.get("/api/v1/version", params={"ref": "a/model@production"}).json()["version"] == "1.0.0"
-        assert len(calls) == 2
+
+            def production() -> str:
+                return str(_production(http)["version"])
+
+            assert production() == production() == "1.0.0"
+            assert len(calls) == 1
+            other = EmbeddedRegistry(url, f"file://{tmp_path / 'store'}", "other")  # another replica
+            try:
+                other.set_alias("a/model", "production", "1.1.0")
+            finally:
+                other.close()
+            assert production() == "1.1.0"
+            assert len(calls) == 2

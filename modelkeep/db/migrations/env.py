@@ -12,6 +12,7 @@ from alembic import context
 
 from modelkeep.db.engine import make_engine
 from modelkeep.db.models import Base
+from modelkeep.db.schema import include_object
 
 config = context.config
 target_metadata = Base.metadata
@@ -23,6 +24,7 @@ def _configure_and_run(connection) -> None:  # type: ignore[no-untyped-def]
         target_metadata=target_metadata,
         render_as_batch=True,  # SQLite can only ALTER through table copies
         compare_type=True,
+        include_object=include_object,
     )
     with context.begin_transaction():
         context.run_migrations()
@@ -30,7 +32,9 @@ def _configure_and_run(connection) -> None:  # type: ignore[no-untyped-def]
 
 def run_migrations_offline() -> None:
     url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option("sqlalchemy.url")
-    context.configure(url=url, target_metadata=target_metadata, literal_binds=True, render_as_batch=True)
+    context.configure(
+        url=url, target_metadata=target_metadata, literal_binds=True, render_as_batch=True, include_object=include_object
+    )
     with context.begin_transaction():
         context.run_migrations()
 
