@@ -207,15 +207,18 @@ class PgRevision:
     one at commit, once per transaction, so equal numbers mean nothing was
     committed in between, whichever replica wrote. Read with one query on a
     connection of its own (autocommit; opened again in a forked child, used under
-    a lock). A failure answers None (nothing is kept meanwhile) and the next
-    call connects anew.
+    a lock). A failure answers None (nothing is kept meanwhile, every read goes
+    to the database) for ``RETRY_SECONDS``, then a new connection is tried.
     """
+
+    RETRY_SECONDS = 1.0
 
     def __init__(self, conninfo: str) -> None:
         self._conninfo = conninfo
         self._lock = threading.Lock()
         self._conn: Any = None
         self._pid = 0
+        self._failed_at = -1e9
 
     def __call__(self) -> int | None:
         import psycopg
@@ -223,11 +226,14 @@ class PgRevision:
         with self._lock:
             try:
                 if self._conn is None or self._pid != os.getpid() or self._conn.closed:
-                    self._conn = psycopg.connect(self._conninfo, autocommit=True)
+                    if time.monotonic() - self._failed_at < self.RETRY_SECONDS:
+                        return None
+                    self._conn = psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5)
                     self._pid = os.getpid()
-                row = self._conn.execute("SELECT n FROM registry_revision WHERE id = 1", prepare=True).fetchone()
+                row = self._conn.execute("SELECT n FROM registry_revision WHERE id = 1").fetchone()
             except psycopg.Error:
                 self._drop()
+                self._failed_at = time.monotonic()
                 return None
             return None if row is None else int(row[0])
 

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from _servers import fresh_postgres
 
 from sqlalchemy import text
@@ -126,3 +128,26 @@ def test_every_postgresql_table_bumps_the_revision(tmp_path: Path) -> None:
             engine.dispose()
         assert len(tables) > 10
         assert tables - triggered == {"alembic_version", "registry_revision"}
+
+
+def test_a_postgresql_revision_that_cannot_be_read_answers_none_then_recovers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with fresh_postgres() as url:
+        EmbeddedRegistry(url, f"file://{tmp_path / 'store'}", "tester").close()
+        engine = make_engine(url)
+        revision = revision_source(engine)
+        assert isinstance(revision, PgRevision)
+        try:
+            first = revision()
+            assert first is not None
+            with engine.connect() as conn:  # its connection dies (a database restart, a proxy)
+                conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+                                  "AND datname = current_database() AND query LIKE '%registry_revision%'"))
+            assert revision() is None  # nothing kept meanwhile
+            assert revision() is None  # and no new connection per call while it is failing
+            monkeypatch.setattr(PgRevision, "RETRY_SECONDS", 0.0)
+            assert revision() == first  # a new connection, the same number
+        finally:
+            revision.close()
+            engine.dispose()
