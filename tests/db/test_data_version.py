@@ -9,9 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from _servers import fresh_postgres
-
 from sqlalchemy import text
 
 from modelkeep.db.engine import DataVersion, PgRevision, make_engine, revision_source
