@@ -34,7 +34,7 @@ import httpx
 
 from modelkeep.errors import InvalidPath, StorageError
 
-__all__ = ["FileChanged", "FilePoster", "FileSpans", "Span", "open_span_source"]
+__all__ = ["FileChanged", "FilePoster", "FileSpans", "Span"]
 
 Span = tuple[BinaryIO, int, int] | bytes  # (file, offset, length), or bytes held in memory
 _READ = 1024 * 1024  # a part of a span, where httpx sends it
@@ -176,11 +176,3 @@ def _readable(sock: object) -> bool:
     poll = select.poll()
     poll.register(sock, select.POLLIN)
     return bool(poll.poll(0))
-
-
-def open_span_source(path: str | os.PathLike[str]) -> BinaryIO:
-    """``path`` opened for ``socket.sendfile``: unbuffered, binary. Raises InvalidPath."""
-    try:
-        return open(path, "rb", buffering=0)
-    except OSError as exc:
-        raise InvalidPath(f"cannot read {path}: {exc.strerror}") from None

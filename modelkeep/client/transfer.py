@@ -33,7 +33,7 @@ from typing import Any
 import blake3
 
 from modelkeep._gc import collector_paused
-from modelkeep.client._sendfile import FileChanged, FileSpans, Span, open_span_source
+from modelkeep.client._sendfile import FileChanged, FileSpans, Span
 from modelkeep.client.cache import ChunkCache
 from modelkeep.errors import ChunkNotFound, CorruptData, InvalidPath, StorageError
 from modelkeep.registry import tree
@@ -42,7 +42,7 @@ from modelkeep.registry.types import Version
 from modelkeep.registry.wire import from_wire, to_wire
 from modelkeep.store.digest import Digest, copy_mapped
 from modelkeep.store.manifest import Destination, FileEntry, Manifest
-from modelkeep.store.scan import scan_file
+from modelkeep.store.scan import open_source, scan_file
 
 __all__ = ["PushResult", "PullResult", "push_files", "upload", "pull_files", "download"]
 
@@ -113,7 +113,7 @@ class _Source:
     __slots__ = ("file", "_refs", "_lock")
 
     def __init__(self, path: str | Path) -> None:
-        self.file = open_span_source(path)
+        self.file = open_source(path)  # read by sendfile and pread, at offsets: its position is never used
         self._refs = 1  # the scan's
         self._lock = threading.Lock()
 
@@ -130,7 +130,7 @@ class _Source:
 
 
 # digest, source (None: the bytes are in ``copy``), offset in the file, length, element size, phase, copy
-_Frame = tuple[bytes, _Source | None, int, int, int, int, bytes]
+_Frame = tuple[bytes, _Source | None, int, int, int, int, bytes | bytearray]
 # A file this large is sent from the file itself; a smaller one's chunks are copied as
 # they are scanned, so a batch of many small files holds a few files open, not thousands.
 SPAN_MIN = 4 * 1024 * 1024
@@ -187,12 +187,11 @@ class _Uploader:
             return
         self._seen.add(digest)
         source = self._source
-        copy = b""
+        copy: bytes | bytearray = b""
         if source is None:  # a small file: its bytes are kept, the file is not
-            own = bytearray(len(data))
-            if not copy_mapped(own, data):  # the bytes may lie in a mapping of the file: a guarded copy
+            copy = bytearray(len(data))
+            if not copy_mapped(copy, data):  # the bytes may lie in a mapping of the file: a guarded copy
                 raise InvalidPath("a file changed while being read")
-            copy = bytes(own)
         elif not self._sources or self._sources[-1] is not source:
             source.retain()
             self._sources.append(source)
@@ -284,19 +283,19 @@ def _release_if_cancelled(fut: Future, sources: list[_Source]) -> None:
 
 def _spans(frames: list[_Frame]) -> list[Span]:
     """The frames' bytes as spans: of their files, chunks that lie back to back joined; copies joined."""
-    out: list[list[Any] | bytearray] = []
+    out: list[list[Any]] = []  # [file, offset, length], or [None, copies of back-to-back chunks]
     for _, source, offset, length, _, _, copy in frames:
         last = out[-1] if out else None
         if source is None:
-            if isinstance(last, bytearray):
-                last += copy
+            if last is not None and last[0] is None:
+                last[1].append(copy)
             else:
-                out.append(bytearray(copy))
-        elif isinstance(last, list) and last[0] is source.file and last[1] + last[2] == offset:
+                out.append([None, [copy]])
+        elif last is not None and last[0] is source.file and last[1] + last[2] == offset:
             last[2] += length
         else:
             out.append([source.file, offset, length])
-    return [bytes(s) if isinstance(s, bytearray) else (s[0], s[1], s[2]) for s in out]
+    return [b"".join(s[1]) if s[0] is None else (s[0], s[1], s[2]) for s in out]  # copies joined once
 
 
 def missing_chunks(http: Any, name: str, digests: list[str]) -> list[str]:
